@@ -1,0 +1,1 @@
+"""Pure-Python helpers; nothing here imports TensorFlow."""
