@@ -106,9 +106,9 @@ class Dataset:
 
     # ---- data key description -------------------------------------------------------------------
     def get_data_keys(self) -> list[str]:
-        """All data keys, ``"data"`` first."""
+        """All data keys: ``"data"`` first, then the others sorted (as in RETURNN HDF files)."""
         keys = list(self.num_outputs)
-        return (["data"] if "data" in keys else []) + [k for k in keys if k != "data"]
+        return (["data"] if "data" in keys else []) + sorted(k for k in keys if k != "data")
 
     def get_target_list(self) -> list[str]:
         """The data keys other than ``"data"``."""
