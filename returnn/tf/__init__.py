@@ -1,0 +1,1 @@
+"""TensorFlow backend: network, layers, native ops, engine."""
