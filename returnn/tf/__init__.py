@@ -1,0 +1,1 @@
+"""TensorFlow side: network, layers, engine, native ops."""

@@ -1,0 +1,1 @@
+"""Layer classes of the TensorFlow backend, one family per module."""
