@@ -5,7 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from conftest import EXAMPLE_CLASSES, EXAMPLE_DATA, write_spec_example
+from hdf_spec_example import EXAMPLE_CLASSES, EXAMPLE_DATA, write_spec_example
 
 from returnn.datasets import HDFDataset, SimpleHDFWriter, init_dataset
 from returnn.errors import DatasetError

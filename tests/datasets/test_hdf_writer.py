@@ -7,7 +7,7 @@ import os
 import h5py
 import numpy as np
 import pytest
-from conftest import EXAMPLE_CLASSES, EXAMPLE_DATA
+from hdf_spec_example import EXAMPLE_CLASSES, EXAMPLE_DATA
 
 from returnn.datasets import SimpleHDFWriter, StaticDataset, dump_dataset, hdf_writer, init_dataset
 from returnn.errors import DatasetError
