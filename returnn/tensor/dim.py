@@ -1,0 +1,65 @@
+"""``Dim``: a named dimension of a tensor template, static (a size) or dynamic (per-sequence lengths)."""
+
+from __future__ import annotations
+
+BATCH = "batch"
+SPATIAL = "spatial"
+FEATURE = "feature"
+KINDS = (BATCH, SPATIAL, FEATURE)
+
+
+class Dim:
+    """A named dimension: ``size`` is an int when static, None when dynamic.
+
+    A dynamic dim's per-sequence lengths (a [B] int32 tensor) exist only once a batch is run;
+    they travel in ``Data.dyn_sizes`` keyed by the Dim. Dims compare by identity: two layers
+    share a dim when they pass the same object on. ``matches`` is the looser test used when
+    aligning tensors: static dims of the same kind and size are interchangeable.
+    """
+
+    __slots__ = ("name", "size", "kind")
+
+    def __init__(self, size: int | None, name: str, *, kind: str = SPATIAL):
+        if kind not in KINDS:
+            raise ValueError(f"Dim {name!r}: kind must be one of {KINDS}, got {kind!r}")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            raise ValueError(f"Dim {name!r}: size must be a non-negative int or None, got {size!r}")
+        self.name = name
+        self.size = size
+        self.kind = kind
+
+    @property
+    def is_dynamic(self) -> bool:
+        """Whether the size varies per batch (a time dim or other sequence-length dim)."""
+        return self.size is None
+
+    @property
+    def is_batch(self) -> bool:
+        """Whether this is the batch dim."""
+        return self.kind == BATCH
+
+    def matches(self, other: Dim) -> bool:
+        """Same dim, or both static with the same kind and size (interchangeable when aligning)."""
+        if self is other:
+            return True
+        return self.size is not None and self.kind == other.kind and self.size == other.size and not self.is_batch
+
+    def describe(self) -> str:
+        """Short form for error messages: ``'out:feature'(3)`` or ``'data:time'``."""
+        return f"{self.name!r}" if self.size is None else f"{self.name!r}({self.size})"
+
+    def __repr__(self) -> str:
+        return f"Dim({self.name!r}, {self.size}, kind={self.kind!r})"
+
+
+batch_dim = Dim(None, "batch", kind=BATCH)
+
+
+def feature_dim(size: int | None, name: str) -> Dim:
+    """A new feature dim (the output dim of a layer that maps features)."""
+    return Dim(size, name, kind=FEATURE)
+
+
+def spatial_dim(size: int | None, name: str) -> Dim:
+    """A new spatial dim (time or another sequence-like axis)."""
+    return Dim(size, name, kind=SPATIAL)

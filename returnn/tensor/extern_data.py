@@ -1,0 +1,156 @@
+"""``extern_data`` from the config: RETURNN's dict form, or the older ``num_inputs`` / ``num_outputs``."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping
+
+from returnn.errors import ConfigError
+from returnn.log import logger
+from returnn.tensor.data import Data
+from returnn.tensor.dim import FEATURE, SPATIAL, Dim, batch_dim
+
+_KNOWN_OPTS = (
+    "dim", "shape", "sparse", "dtype", "available_for_inference", "time_dim_axis", "feature_dim_axis",
+    "batch_dim_axis", "dims", "sparse_dim",
+)
+_UNSET: Any = object()
+
+
+def seq_len_key(key: str, axis: int | None = None) -> str:
+    """Batch key of the lengths of ``key``'s time dim (``"data:seq_len"``), or of another dynamic axis."""
+    return f"{key}:seq_len" if axis is None else f"{key}:size{axis}"
+
+
+def _data_from_dims(key: str, opts: Mapping[str, Any]) -> Data:
+    """New-style entry: ``{"dims": [batch_dim, time_dim, feature_dim], "sparse_dim": vocab}``."""
+    dims = tuple(opts["dims"])
+    if not all(isinstance(dim, Dim) for dim in dims):
+        raise ConfigError(f'extern_data["{key}"]["dims"]: expected a list of Dim objects, got {dims!r}')
+    sparse_dim = opts.get("sparse_dim")
+    dtype = opts.get("dtype", "int32" if sparse_dim is not None else "float32")
+    return Data(key, dims, dtype=dtype, sparse_dim=sparse_dim,
+                available_for_inference=bool(opts.get("available_for_inference", True)))
+
+
+def _check_axis(key: str, opts: Mapping[str, Any], name: str, ndim: int) -> int | None:
+    """An axis option counted with the batch axis (0): None or 1 .. ndim."""
+    value = opts[name]
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= ndim:
+        raise ConfigError(f'extern_data["{key}"]["{name}"]: expected None or an axis in 1..{ndim}, got {value!r}')
+    return value
+
+
+def data_from_opts(key: str, opts: Mapping[str, Any]) -> Data:
+    """One ``extern_data`` entry as a ``Data`` template; errors name the key and option."""
+    if not isinstance(opts, Mapping):
+        raise ConfigError(f'extern_data["{key}"]: expected a dict of options, got {opts!r}')
+    unknown = sorted(set(opts) - set(_KNOWN_OPTS))
+    if unknown:
+        raise ConfigError(f'extern_data["{key}"]: unknown options {unknown}; known: {", ".join(_KNOWN_OPTS)}')
+    if "dims" in opts:
+        return _data_from_dims(key, opts)
+    if opts.get("batch_dim_axis", 0) != 0:
+        raise ConfigError(f'extern_data["{key}"]["batch_dim_axis"]: only 0 is supported, got {opts["batch_dim_axis"]!r}')
+    sparse = bool(opts.get("sparse", False))
+    dim = opts.get("dim", _UNSET)
+    if dim is not _UNSET and dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0):
+        raise ConfigError(f'extern_data["{key}"]["dim"]: expected a positive int, got {dim!r}')
+    shape = opts.get("shape", _UNSET)
+    if shape is _UNSET:
+        if dim is _UNSET:
+            raise ConfigError(f'extern_data["{key}"]: needs "dim" or "shape"')
+        shape = (None,) if sparse else (None, dim)
+    shape = tuple(shape)
+    if not sparse and shape and dim is not _UNSET and shape[-1] != dim:
+        raise ConfigError(f'extern_data["{key}"]: "shape" {shape} ends in {shape[-1]}, but "dim" is {dim}')
+    ndim = len(shape)
+    default_time = 1 if (ndim >= 2 or (sparse and ndim == 1)) else None
+    time_axis = _check_axis(key, opts, "time_dim_axis", ndim) if "time_dim_axis" in opts else default_time
+    feature_axis = None
+    if not sparse and ndim >= 1:
+        feature_axis = _check_axis(key, opts, "feature_dim_axis", ndim) if "feature_dim_axis" in opts else ndim
+    dims = [batch_dim]
+    for axis, size in enumerate(shape, start=1):
+        if axis == feature_axis:
+            dims.append(Dim(size, f"{key}:feature", kind=FEATURE))
+        else:
+            dims.append(Dim(size, f"{key}:time" if axis == time_axis else f"{key}:spatial{axis}", kind=SPATIAL))
+    sparse_dim = Dim(None if dim is _UNSET else dim, f"{key}:sparse-dim", kind=FEATURE) if sparse else None
+    dtype = opts.get("dtype", "int32" if sparse else "float32")
+    return Data(key, tuple(dims), dtype=dtype, sparse_dim=sparse_dim,
+                time_dim=None if time_axis is None else dims[time_axis],
+                feature_dim=None if feature_axis is None else dims[feature_axis],
+                available_for_inference=bool(opts.get("available_for_inference", True)))
+
+
+def _num_entry(key: str, value: Any) -> dict[str, Any]:
+    """``num_outputs`` entry: ``[dim, ndim]`` (ndim 1 = sparse, 2 = dense), optional dtype, or a dict."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value, 2 if key == "data" else 1]
+    if not isinstance(value, (list, tuple)) or len(value) not in (2, 3):
+        raise ConfigError(f'num_outputs["{key}"]: expected [dim, ndim] (ndim 1 = sparse, 2 = dense), got {value!r}')
+    dim, ndim = value[0], value[1]
+    if ndim not in (1, 2):
+        raise ConfigError(f'num_outputs["{key}"]: ndim must be 1 (sparse) or 2 (dense), got {ndim!r}')
+    opts: dict[str, Any] = {"dim": dim, "sparse": ndim == 1}
+    if len(value) == 3:
+        opts["dtype"] = value[2]
+    return opts
+
+
+def extern_data_from_num_outputs(num_inputs: Any, num_outputs: Any) -> dict[str, dict[str, Any]]:
+    """The older form as an ``extern_data`` dict: ``num_inputs`` = dim of "data", ``num_outputs`` dict or int."""
+    result: dict[str, dict[str, Any]] = {}
+    if num_outputs is not None:
+        if isinstance(num_outputs, Mapping):
+            result = {key: _num_entry(key, value) for key, value in num_outputs.items()}
+        else:
+            result = {"classes": _num_entry("classes", num_outputs)}
+    if num_inputs is not None:
+        result["data"] = {"dim": num_inputs, "sparse": False}
+    return result
+
+
+class ExternData(Mapping[str, Data]):
+    """The extern data templates by key; ``from_config`` reads ``extern_data`` or ``num_inputs``/``num_outputs``."""
+
+    def __init__(self, data: Mapping[str, Data | Mapping[str, Any]]):
+        self._data = {key: value if isinstance(value, Data) else data_from_opts(key, value)
+                      for key, value in data.items()}
+
+    @classmethod
+    def from_config(cls, config: Any) -> ExternData:
+        """From a ``Config``-like object (``typed_value``) or a plain dict of config keys."""
+        get = config.typed_value if hasattr(config, "typed_value") else config.get
+        extern_data = get("extern_data", None)
+        num_inputs, num_outputs = get("num_inputs", None), get("num_outputs", None)
+        if extern_data is not None:
+            if not isinstance(extern_data, Mapping):
+                raise ConfigError(f'config key "extern_data": expected a dict of data keys, got {extern_data!r}')
+            if num_inputs is not None or num_outputs is not None:
+                logger.warning('config has "extern_data" and "num_inputs"/"num_outputs"; using "extern_data"')
+            return cls(extern_data)
+        if num_inputs is None and num_outputs is None:
+            raise ConfigError('config needs "extern_data" (or the older "num_inputs" / "num_outputs")')
+        return cls(extern_data_from_num_outputs(num_inputs, num_outputs))
+
+    def __getitem__(self, key: str) -> Data:
+        if key not in self._data:
+            raise ConfigError(f'no extern data key {key!r}; extern_data has: {", ".join(sorted(self._data))}')
+        return self._data[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"ExternData({list(self._data.values())!r})"

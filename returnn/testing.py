@@ -1,0 +1,79 @@
+"""Helpers for tests, tools and demos: build a network from a dict, make a random padded batch."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from returnn.tensor.data import Data
+from returnn.tensor.extern_data import ExternData, seq_len_key
+from returnn.tf.network import Network
+
+
+def build_network(net_dict: Mapping[str, Any], *, extern_data: ExternData | Mapping[str, Any],
+                  random_seed: int = 42) -> Network:
+    """A ``Network`` from a net dict and an ``extern_data`` dict (RETURNN's form) or ``ExternData``."""
+    return Network(net_dict, extern_data=extern_data, random_seed=random_seed)
+
+
+class RandomBatch(dict):
+    """A padded batch: ``{key: array, "key:seq_len": lengths}`` plus ``mask(key)`` of valid frames."""
+
+    def __init__(self, values: Mapping[str, np.ndarray], templates: Mapping[str, Data]):
+        super().__init__(values)
+        self.templates = dict(templates)
+
+    def seq_lens(self, key: str) -> np.ndarray:
+        """[B] lengths of ``key``'s time dim."""
+        return self[seq_len_key(key)]
+
+    def mask(self, key: str) -> np.ndarray:
+        """[B, T] bool, False on padded frames of ``key``."""
+        lens = self.seq_lens(key)
+        time_axis = self.templates[key].time_dim_axis
+        max_len = self[key].shape[time_axis]
+        return np.arange(max_len)[None, :] < lens[:, None]
+
+
+def _random_values(template: Data, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Class indices below the vocab size for sparse data, normal floats (or small ints) otherwise."""
+    if template.sparse:
+        return rng.integers(0, template.dim, size=shape).astype(template.dtype)
+    if np.dtype(template.dtype).kind in "iu":
+        return rng.integers(0, 5, size=shape).astype(template.dtype)
+    if np.dtype(template.dtype).kind == "b":
+        return rng.random(shape) < 0.5
+    return rng.standard_normal(shape).astype(template.dtype)
+
+
+def random_batch(extern_data: Mapping[str, Data] | Mapping[str, Any], *, n_batch: int = 3,
+                 max_time: int | Mapping[str, int] = 7, seed: int = 0, pad_value: float = 0.0) -> RandomBatch:
+    """Random padded batch for every key: lengths differ per sequence (the first is ``max_time``).
+
+    With one ``max_time`` all keys share lengths (framewise targets); a dict gives each key its own.
+    Padded frames hold ``pad_value``.
+    """
+    templates = extern_data if isinstance(extern_data, ExternData) else ExternData(extern_data)
+    rng = np.random.default_rng(seed)
+    shared_lens: dict[int, np.ndarray] = {}
+    values: dict[str, np.ndarray] = {}
+    for key, template in templates.items():
+        limit = max_time[key] if isinstance(max_time, Mapping) else max_time
+        if isinstance(max_time, Mapping) or limit not in shared_lens:
+            lens = rng.integers(1, limit + 1, size=n_batch).astype(np.int32)
+            lens[0] = limit
+            shared_lens.setdefault(limit, lens)
+        lens = lens if isinstance(max_time, Mapping) else shared_lens[limit]
+        shape = tuple(n_batch if dim.is_batch else (limit if dim.is_dynamic else dim.size) for dim in template.dims)
+        array = _random_values(template, shape, rng)
+        if template.time_dim is not None and template.time_dim.is_dynamic:
+            mask = np.arange(limit)[None, :] < lens[:, None]
+            mask = mask.reshape(mask.shape + (1,) * (len(shape) - 2))
+            time_axis = template.time_dim_axis
+            if time_axis != 1:
+                mask = np.moveaxis(mask, 1, time_axis)
+            array = np.where(mask, array, np.asarray(pad_value).astype(array.dtype))
+            values[seq_len_key(key)] = lens.copy()
+        values[key] = array
+    return RandomBatch(values, templates)

@@ -1,0 +1,209 @@
+"""``LayerBase``, the layer registry and ``LayerContext`` (what a layer sees while it is built)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
+
+import tensorflow as tf
+
+from returnn.errors import LayerConfigError
+from returnn.tensor.align import concat_features, concat_features_template
+from returnn.tensor.data import Data
+from returnn.tensor.dim import Dim, feature_dim
+from returnn.tf.activations import get_activation
+from returnn.tf.initializers import get_initializer, param_seed
+from returnn.tf.layers.opts import LayerOpts, did_you_mean, layer_ref
+
+if TYPE_CHECKING:
+    from returnn.tf.network import Network
+
+__all__ = ["CommonOpts", "LAYER_CLASSES", "LayerBase", "LayerContext", "LayerOpts", "get_layer_class",
+           "layer_ref", "register_layer"]
+
+LAYER_CLASSES: dict[str, type[LayerBase]] = {}
+
+
+def register_layer(name: str, *, aliases: Sequence[str] = (), replace: bool = False) -> Callable[[type], type]:
+    """Class decorator: make a layer class available as ``"class": name`` (and its aliases)."""
+
+    def decorate(cls: type[LayerBase]) -> type[LayerBase]:
+        if not (isinstance(cls, type) and issubclass(cls, LayerBase)):
+            raise TypeError(f"register_layer({name!r}): {cls!r} is not a LayerBase subclass")
+        if not {"out_template", "__call__"} <= _defined(cls):
+            raise TypeError(f"register_layer({name!r}): {cls.__name__} must define out_template and __call__")
+        for key in (name, *aliases):
+            old = LAYER_CLASSES.get(key)
+            if old is not None and old is not cls and not replace:
+                raise LayerConfigError(f'layer class "{key}" is already registered ({old.__name__}); '
+                                       f"pass replace=True to override it")
+            LAYER_CLASSES[key] = cls
+        cls.layer_class = name
+        return cls
+
+    return decorate
+
+
+def _defined(cls: type) -> set[str]:
+    """Names defined by ``cls`` or its bases below ``LayerBase``."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is LayerBase:
+            break
+        names.update(vars(klass))
+    return names
+
+
+def get_layer_class(name: str) -> type[LayerBase]:
+    """The class registered as ``name``; unknown names suggest close ones."""
+    cls = LAYER_CLASSES.get(name)
+    if cls is None:
+        raise LayerConfigError(f'"class": unknown layer class {name!r}{did_you_mean(name, LAYER_CLASSES)}')
+    return cls
+
+
+class CommonOpts(LayerOpts):
+    """Options every layer accepts; the network handles them (a layer whose ``Opts`` declares one owns it)."""
+
+    n_out: int | None = None
+    out_dim: Dim | None = None
+    activation: str | None = None
+    dropout: float = 0.0
+    dropout_noise_shape: dict | None = None
+    dropout_on_forward: bool = False
+    L2: float | None = None
+    trainable: bool = True
+    reuse_params: str | dict | None = None
+    is_output_layer: bool = False
+    loss: str | None = None
+    target: str | None = None
+    loss_scale: float = 1.0
+    loss_opts: dict | None = None
+    param_init: str | float | None = None
+
+
+@dataclasses.dataclass
+class LayerContext:
+    """What a layer class sees while it is built: its name, sources' templates, options, the network."""
+
+    name: str
+    layer_class: str
+    network: Network
+    sources: list[Data]
+    common: CommonOpts
+    source_axes: list[Any] = dataclasses.field(default_factory=list)  # axes of (name, axis) "from" pairs
+    deps: dict[str, str] = dataclasses.field(default_factory=dict)  # ref key -> resolved layer name
+    ref_templates: dict[str, Data] = dataclasses.field(default_factory=dict)
+    target: Data | None = None  # template of the loss target, when the layer has a loss with one
+    out: Data | None = None
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)  # out_template -> __init__ hand-over
+    _input: Data | None = None
+
+    def error(self, message: str) -> LayerConfigError:
+        """An error that names this layer; ``raise ctx.error("...")``."""
+        return LayerConfigError(f'{self.where()}: {message}')
+
+    def where(self) -> str:
+        """``layer 'name' (class "linear")`` for messages."""
+        return f'layer {self.network.path_of(self.name)!r} (class "{self.layer_class}")'
+
+    def input_template(self) -> Data:
+        """The sources concatenated on the feature axis (the single source as is)."""
+        if self._input is None:
+            if not self.sources:
+                raise self.error('needs an input ("from")')
+            self._input = concat_features_template(self.sources, name=f"{self.name}:input")
+        return self._input
+
+    def dependency(self, name: str) -> Data:
+        """Template of another layer (``"base:x"``, ``"data:key"`` too) this layer reads; built first."""
+        template = self.network.dependency_template(name, requested_by=self.name)
+        self.deps[name] = name
+        self.ref_templates[name] = template
+        return template
+
+    def out_feature_dim(self, n_out: int | None, out_dim: Dim | None) -> Dim:
+        """The output feature dim from ``n_out`` / ``out_dim``, else the target's dim when there is a loss."""
+        if out_dim is not None:
+            if n_out is not None and out_dim.size != n_out:
+                raise self.error(f'"n_out" {n_out} does not match "out_dim" {out_dim.describe()}')
+            return out_dim
+        if n_out is not None:
+            if n_out <= 0:
+                raise self.error(f'"n_out": expected a positive int, got {n_out}')
+            return feature_dim(n_out, f"{self.name}:feature")
+        target_dim = None if self.target is None else (self.target.sparse_dim or self.target.feature_dim)
+        if target_dim is None:
+            raise self.error('needs "n_out" or "out_dim" (or a "loss" with a "target" to take the dim from)')
+        return target_dim
+
+    def activation(self, name: str | None) -> Callable[[Any], Any]:
+        """The activation function ``name``; unknown names are an error naming this layer."""
+        try:
+            return get_activation(name)
+        except LayerConfigError as exc:
+            raise self.error(str(exc)) from None
+
+
+_PARAM_NAME = re.compile(r"[^A-Za-z0-9_.\-/]")
+
+
+class LayerBase(tf.Module):
+    """Base of all layers: one ``tf.Module`` per layer, named after it, holding its params.
+
+    A subclass declares ``Opts`` (a ``LayerOpts``), a classmethod ``out_template(ctx, opts) -> Data``
+    computed from templates only, an ``__init__(ctx, opts)`` that makes params with ``add_param``, and
+    ``__call__(sources, *, train) -> Data`` (plus ``refs`` when it asked ``ctx.dependency`` for other
+    layers). ``example`` is a layer dict (without "class") that tests and docs use, ``example_extra``
+    more layers it reads; ``default_from`` is "from" when the config omits it.
+    """
+
+    layer_class: ClassVar[str] = ""
+    Opts: ClassVar[type[LayerOpts]] = LayerOpts
+    example: ClassVar[Mapping[str, Any] | None] = None
+    example_extra: ClassVar[Mapping[str, Any]] = {}
+    default_from: ClassVar[Any] = "data"
+    accepts_source_axes: ClassVar[bool] = False
+
+    def __init__(self, ctx: LayerContext):
+        super().__init__(name=re.sub(r"\W", "_", ctx.name) or "layer")
+        self.ctx = ctx
+        self.layer_name = ctx.name
+        self.out: Data = ctx.out
+        self.params: dict[str, tf.Variable] = {}
+
+    def input_data(self, sources: Sequence[Data]) -> Data:
+        """The sources concatenated on the feature axis, in the layout of ``ctx.input_template()``."""
+        if len(sources) == 1:
+            return sources[0]
+        return concat_features(sources, self.ctx.input_template())
+
+    def add_param(self, name: str, shape: Sequence[int], *, init: Any = None, dtype: str = "float32",
+                  trainable: bool | None = None) -> tf.Variable:
+        """A new ``tf.Variable`` named ``<layer path>/<name>`` (or the one shared through ``reuse_params``)."""
+        shape = tuple(int(size) for size in shape)
+        shared = self.ctx.network.shared_param(self.ctx, name)
+        if shared is not None:
+            if tuple(shared.shape) != shape:
+                raise self.ctx.error(f'"reuse_params": param {name!r} has shape {tuple(shared.shape)}, '
+                                     f"this layer needs {shape}")
+            self.params[name] = shared
+            return shared
+        full_name = _PARAM_NAME.sub("_", f"{self.ctx.network.path_of(self.layer_name)}/{name}")
+        spec = init if init is not None else (self.ctx.common.param_init or "glorot_uniform")
+        try:
+            initializer = get_initializer(spec)
+        except LayerConfigError as exc:
+            raise self.ctx.error(str(exc)) from None
+        value = initializer(shape, tf.as_dtype(dtype), param_seed(self.ctx.network.random_seed, full_name))
+        trainable = self.ctx.common.trainable if trainable is None else trainable
+        var = tf.Variable(value, name=full_name, trainable=trainable, dtype=dtype)
+        self.params[name] = var
+        return var
+
+    def l2_loss(self) -> Any:
+        """``L2`` times the sum of half squared params of this layer (None when ``L2`` is unset)."""
+        if not self.ctx.common.L2 or not self.params:
+            return None
+        return self.ctx.common.L2 * tf.add_n([tf.nn.l2_loss(p) for p in self.params.values()])

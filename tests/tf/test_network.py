@@ -1,0 +1,206 @@
+from typing import Sequence
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from returnn.errors import LayerConfigError, LayerConstructionError
+from returnn.tensor.data import Data
+from returnn.testing import build_network, random_batch
+from returnn.tf.layers import LAYER_CLASSES, LayerBase, LayerContext, LayerOpts, register_layer
+
+EXTERN = {"data": {"dim": 5}, "classes": {"dim": 4, "sparse": True}}
+
+
+def test_network_builds_reachable_layers_in_dependency_order():
+    net = build_network({
+        "output": {"class": "copy", "from": ["b", "a"]},
+        "b": {"class": "linear", "from": "a", "n_out": 2},
+        "a": {"class": "linear", "n_out": 3},
+        "unused": {"class": "linear", "n_out": 3},
+    }, extern_data=EXTERN)
+    assert list(net.layers) == ["a", "b", "output"]
+    assert net.templates["output"].dim == 5
+
+
+def test_network_list_sources_concatenated_on_features():
+    net = build_network({"output": {"class": "copy", "from": ["data", "data:data"]}}, extern_data=EXTERN)
+    batch = random_batch(net.extern_data, seed=3)
+    out = net(batch)["output"].numpy()
+    np.testing.assert_array_equal(out, np.concatenate([batch["data"], batch["data"]], axis=-1))
+
+
+def test_network_data_key_and_none_sources():
+    net = build_network({
+        "emb": {"class": "embedding", "from": "data:classes", "n_out": 3, "is_output_layer": True},
+        "src": {"class": "source", "from": "none", "data_key": "classes", "is_output_layer": True},
+    }, extern_data=EXTERN)
+    batch = random_batch(net.extern_data, seed=1)
+    out = net(batch)
+    np.testing.assert_array_equal(out["src"].numpy(), batch["classes"])
+    np.testing.assert_array_equal(out["src"].seq_lens.numpy(), batch.seq_lens("classes"))
+
+
+def test_network_cycle_names_the_loop():
+    with pytest.raises(LayerConfigError, match=r"network has a cycle: a -> b -> a$"):
+        build_network({"output": {"class": "copy", "from": "a"}, "a": {"class": "copy", "from": "b"},
+                       "b": {"class": "copy", "from": "a"}}, extern_data=EXTERN)
+
+
+def test_network_missing_source_lists_defined_layers():
+    with pytest.raises(LayerConfigError, match=r"layer 'output'.*no layer 'lstm3'; did you mean 'lstm2'\?; "
+                                               r"defined: lstm1, lstm2, output"):
+        build_network({"lstm1": {"class": "copy"}, "lstm2": {"class": "copy"},
+                       "output": {"class": "copy", "from": "lstm3"}}, extern_data=EXTERN)
+
+
+def test_network_unknown_class_suggests_close_name():
+    with pytest.raises(LayerConfigError, match=r"layer 'output'.*unknown layer class 'linaer'; did you mean 'linear'"):
+        build_network({"output": {"class": "linaer", "n_out": 3}}, extern_data=EXTERN)
+
+
+def test_network_unknown_option_names_layer_and_key():
+    with pytest.raises(LayerConfigError, match=r"layer 'out'.*'n_ouy'.*did you mean 'n_out'"):
+        build_network({"out": {"class": "linear", "from": "data", "n_ouy": 3, "is_output_layer": True}},
+                      extern_data=EXTERN)
+
+
+def test_network_option_type_checked_before_tf():
+    with pytest.raises(LayerConfigError, match=r"layer 'output' \(class \"linear\"\): \"n_out\": expected int \| None, "
+                                               r"got '3'"):
+        build_network({"output": {"class": "linear", "n_out": "3"}}, extern_data=EXTERN)
+
+
+def test_network_dim_mismatch_names_both_dims():
+    with pytest.raises(LayerConfigError, match=r"layer 'output' \(class \"combine\"\): dim mismatch: "
+                                               r"'a:feature'\(3\) of 'a' vs 'b:feature'\(4\) of 'b'"):
+        build_network({"a": {"class": "linear", "n_out": 3}, "b": {"class": "linear", "n_out": 4},
+                       "output": {"class": "combine", "kind": "add", "from": ["a", "b"]}}, extern_data=EXTERN)
+
+
+def test_network_n_out_checked_against_output():
+    with pytest.raises(LayerConfigError, match=r"layer 'output'.*\"n_out\" 7 does not match the output dim 5"):
+        build_network({"output": {"class": "copy", "n_out": 7}}, extern_data=EXTERN)
+
+
+def test_network_without_roots_is_an_error():
+    with pytest.raises(LayerConfigError, match="no 'output' layer"):
+        build_network({"a": {"class": "copy"}}, extern_data=EXTERN)
+
+
+def test_network_wraps_unexpected_errors_once_naming_layer():
+    with pytest.raises(LayerConstructionError, match=r"layer 'output'.*call failed: .*") as info:
+        net = build_network({"output": {"class": "eval", "eval": "source(0) + tf.zeros([7])"}}, extern_data=EXTERN)
+        net(random_batch(net.extern_data))
+    assert "layer 'output'" in str(info.value) and str(info.value).count("layer '") == 1
+
+
+def test_network_params_named_after_layers_and_loadable():
+    net = build_network({"hid": {"class": "linear", "n_out": 3},
+                         "output": {"class": "softmax", "from": "hid", "loss": "ce"}}, extern_data=EXTERN)
+    params = net.get_params()
+    assert sorted(params) == ["hid/W", "hid/b", "output/W", "output/b"]
+    other = build_network({"hid": {"class": "linear", "n_out": 3},
+                           "output": {"class": "softmax", "from": "hid", "loss": "ce"}}, extern_data=EXTERN,
+                          random_seed=7)
+    assert not np.allclose(other.get_params()["hid/W"].numpy(), params["hid/W"].numpy())
+    other.load_params({name: var.numpy() for name, var in params.items()})
+    np.testing.assert_array_equal(other.get_params()["hid/W"].numpy(), params["hid/W"].numpy())
+    with pytest.raises(LayerConstructionError, match="no values for"):
+        other.load_params({"hid/W": params["hid/W"].numpy()})
+
+
+def test_network_params_deterministic_per_seed_and_name():
+    a = build_network({"output": {"class": "linear", "n_out": 3}}, extern_data=EXTERN, random_seed=3)
+    b = build_network({"x": {"class": "linear", "n_out": 2, "is_output_layer": True},
+                       "output": {"class": "linear", "n_out": 3}}, extern_data=EXTERN, random_seed=3)
+    np.testing.assert_array_equal(a.get_params()["output/W"].numpy(), b.get_params()["output/W"].numpy())
+
+
+def test_network_reuse_params_shares_variables():
+    net = build_network({"a": {"class": "linear", "n_out": 5},
+                         "output": {"class": "linear", "from": "a", "n_out": 5, "reuse_params": "a"}},
+                        extern_data=EXTERN)
+    assert net.layers["output"].W is net.layers["a"].W
+    assert sorted(net.get_params()) == ["a/W", "a/b"]
+    with pytest.raises(LayerConfigError, match=r"\"reuse_params\": param 'W' has shape \(5, 5\), this layer needs "
+                                               r"\(5, 3\)"):
+        build_network({"a": {"class": "linear", "n_out": 5},
+                       "output": {"class": "linear", "from": "data", "n_out": 3, "reuse_params": "a"}},
+                      extern_data=EXTERN)
+
+
+def test_network_trainable_false_and_l2():
+    net = build_network({"a": {"class": "linear", "n_out": 3, "trainable": False},
+                         "output": {"class": "linear", "from": "a", "n_out": 2, "L2": 0.1}}, extern_data=EXTERN)
+    assert {v.name.split(":")[0] for v in net.trainable_variables} == {"output/W", "output/b"}
+    w, b = net.layers["output"].W.numpy(), net.layers["output"].b.numpy()
+    want = 0.1 * 0.5 * ((w ** 2).sum() + (b ** 2).sum())
+    np.testing.assert_allclose(net.total_loss({}).numpy(), want, rtol=1e-5)
+
+
+def test_network_shared_activation_and_dropout_training_only():
+    net = build_network({"output": {"class": "copy", "activation": "relu", "dropout": 0.5,
+                                    "dropout_noise_shape": {"T": 1}}}, extern_data=EXTERN)
+    batch = random_batch(net.extern_data, n_batch=4, max_time=9, seed=2)
+    np.testing.assert_array_equal(net(batch, train=False)["output"].numpy(), np.maximum(batch["data"], 0))
+    out = net(batch, train=True)["output"].numpy()
+    x = np.maximum(batch["data"], 0)
+    dropped = (out == 0) & (x != 0)
+    kept = (out != 0)
+    np.testing.assert_allclose(out[kept], 2 * x[kept], rtol=1e-6)
+    # noise broadcast over time: per (batch, feature) either all valid nonzero frames dropped or none
+    mask = batch.mask("data")
+    for b in range(4):
+        for f in range(5):
+            frames = dropped[b, mask[b], f][x[b, mask[b], f] != 0]
+            assert frames.all() or not frames.any()
+
+
+@register_layer("test_double")
+class _DoubleLayer(LayerBase):
+    """Test layer: twice its input."""
+
+    example = {"from": "data"}
+
+    class Opts(LayerOpts):
+        factor: float = 2.0
+
+    @classmethod
+    def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
+        return ctx.input_template()
+
+    def __init__(self, ctx: LayerContext, opts: Opts):
+        super().__init__(ctx)
+        self.factor = opts.factor
+
+    def __call__(self, sources: Sequence[Data], *, train: bool) -> Data:
+        return self.out.with_tensor(sources[0].tensor * self.factor, like=sources[0])
+
+
+def test_network_config_registered_layer_usable_by_name():
+    assert LAYER_CLASSES["test_double"] is _DoubleLayer
+    net = build_network({"output": {"class": "test_double", "factor": 3.0}}, extern_data=EXTERN)
+    batch = random_batch(net.extern_data)
+    np.testing.assert_allclose(net(batch)["output"].numpy(), 3 * batch["data"], rtol=1e-6)
+    with pytest.raises(LayerConfigError, match="already registered"):
+        register_layer("test_double")(type("Other", (_DoubleLayer,), {}))
+
+
+def test_network_forward_function_traces_once_for_dynamic_shapes():
+    net = build_network({"hid": {"class": "linear", "n_out": 3, "activation": "tanh"},
+                         "output": {"class": "softmax", "from": "hid", "loss": "ce"}}, extern_data=EXTERN)
+    forward = net.forward_function(["output"])
+    for n_batch, max_time in ((2, 5), (4, 9)):
+        batch = random_batch(net.extern_data, n_batch=n_batch, max_time=max_time)
+        result = forward({key: batch[key] for key in ("data", "data:seq_len")})
+        assert result["output"].shape == (n_batch, max_time, 4)
+        np.testing.assert_array_equal(result["output:seq_len"].numpy(), batch.seq_lens("data"))
+        np.testing.assert_allclose(result["output"].numpy(), net(batch)["output"].numpy(), rtol=1e-5)
+    assert forward.experimental_get_tracing_count() == 1
+
+
+def test_network_missing_batch_key_is_clear():
+    net = build_network({"output": {"class": "copy"}}, extern_data=EXTERN)
+    with pytest.raises(LayerConstructionError, match="batch has no key 'data'"):
+        net({"classes": np.zeros([1, 2], np.int32)})
