@@ -187,6 +187,15 @@ def test_build_cache_key_follows_flags_and_sources(tmp_path, monkeypatch):
     portable = build.library_path(lstm.LSTM_OP)
     assert portable != native
     monkeypatch.setattr(build, "SOURCE_DIR", str(tmp_path))
-    for name in ("lstm.cc", "lstm_gemm.h"):
+    for name in ("lstm.cc", *lstm.LSTM_OP.headers):
         (tmp_path / name).write_text("// other source\n")
     assert build.library_path(lstm.LSTM_OP) not in (native, portable)
+
+
+@pytest.mark.skipif(build.find_nvcc() is None, reason="nvcc not found")
+def test_native_lstm_cuda_source_compiles_with_nvcc(tmp_path):
+    """Only compiles lstm.cu (no GPU here to run it); the object exports the launch functions."""
+    out = str(tmp_path / "lstm_cu.o")
+    build._run(build.nvcc_command(lstm.LSTM_OP, build.find_nvcc(), out, archs=("80",)), lstm.LSTM_OP)
+    content = open(out, "rb").read()
+    assert b"returnn_lstm_cuda_forward" in content and b"returnn_lstm_cuda_backward" in content
