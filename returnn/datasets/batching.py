@@ -317,7 +317,7 @@ def batch_generator_from_config(
         max_seqs=int(_config_value(config, "max_seqs", -1)),
         max_seq_length=_config_value(config, "max_seq_length", None),
         chunking=chunking,
-        min_chunk_size=int(_config_value(config, "min_chunk_size", dataset.min_chunk_size) or 0),
+        min_chunk_size=dataset.min_chunk_size or int(_config_value(config, "min_chunk_size", 0) or 0),
         epoch=epoch,
         shuffle_batches=bool(_config_value(config, "shuffle_batches", False)),
         prefetch=prefetch,
