@@ -15,6 +15,8 @@ from returnn.datasets.base import Dataset, get_dataset_class, init_dataset, regi
 from returnn.datasets.batching import Batch, BatchGenerator, batch_generator_from_config
 from returnn.datasets.hdf import HDFDataset
 from returnn.datasets.hdf_writer import SimpleHDFWriter, dump_dataset
+from returnn.datasets.meta import ConcatDataset, MetaDataset
+from returnn.datasets.text import LmDataset, TranslationDataset
 from returnn.datasets.generating import (
     CopyTaskDataset,
     DatasetSeq,
@@ -30,18 +32,22 @@ from returnn.datasets.generating import (
 __all__ = [
     "Batch",
     "BatchGenerator",
+    "ConcatDataset",
     "CopyTaskDataset",
     "Dataset",
     "DatasetSeq",
     "DummyDataset",
     "GeneratingDataset",
     "HDFDataset",
+    "LmDataset",
+    "MetaDataset",
     "ReverseTaskDataset",
     "SimpleHDFWriter",
     "SortTaskDataset",
     "StaticDataset",
     "SyntheticSpeechDataset",
     "Task12AXDataset",
+    "TranslationDataset",
     "batch_generator_from_config",
     "dump_dataset",
     "get_dataset_class",

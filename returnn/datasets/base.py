@@ -319,7 +319,7 @@ def sliding_window(x: np.ndarray, window: int) -> np.ndarray:
 _REGISTRY: dict[str, type[Dataset]] = {}
 
 
-def register_dataset(cls: type[Dataset] | None = None, *, name: str | None = None):
+def register_dataset(cls: type[Dataset] | None = None, *, name: str | None = None) -> Any:
     """Register a Dataset subclass under its class name (or ``name``); usable as a decorator."""
 
     def _register(klass: type[Dataset]) -> type[Dataset]:
