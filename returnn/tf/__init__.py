@@ -1,1 +1,1 @@
-"""The TensorFlow 2 backend: network construction, layers, losses, engine."""
+"""TensorFlow side: network, layers, engine, native ops."""

@@ -1,0 +1,306 @@
+"""Synthetic datasets for demos and tests: RETURNN's GeneratingDataset API and a few tasks.
+
+``GeneratingDataset`` subclasses (also in a user's Python config) implement
+``generate_seq(seq_idx) -> DatasetSeq`` and draw from ``self.random`` (a ``numpy.random.RandomState``),
+which is reseeded per sequence, so a sequence only depends on its index and the epoch's seed
+(``fixed_random_seed`` makes the data the same in every epoch).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from returnn.datasets.base import Dataset, SeqDict, register_dataset
+from returnn.errors import DatasetError
+
+
+class DatasetSeq:
+    """One generated sequence: ``features`` (array or {key: array}), ``targets`` (array -> "classes", or dict)."""
+
+    def __init__(self, seq_idx: int, features: Any, targets: Any = None, seq_tag: str | None = None):
+        self.seq_idx = seq_idx
+        self.seq_tag = seq_tag if seq_tag is not None else f"seq-{seq_idx}"
+        data = dict(features) if isinstance(features, dict) else {"data": features}
+        if isinstance(targets, dict):
+            data.update(targets)
+        elif targets is not None:
+            data["classes"] = targets
+        self.features = {key: np.asarray(value) for key, value in data.items()}
+
+
+def _dim_spec(value: Any, *, sparse_default: bool) -> list[int]:
+    """``dim`` or ``[dim, ndim]`` -> ``[dim, ndim]``."""
+    if isinstance(value, (list, tuple)):
+        return [int(value[0]), int(value[1])]
+    return [int(value), 1 if sparse_default else 2]
+
+
+@register_dataset
+class GeneratingDataset(Dataset):
+    """Base of generated datasets: ``generate_seq(seq_idx)`` builds sequence ``seq_idx`` from ``self.random``."""
+
+    def __init__(
+        self,
+        input_dim: int | list | None,
+        output_dim: int | list | dict,
+        num_seqs: int = 1000,
+        fixed_random_seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if num_seqs is None or not np.isfinite(num_seqs):
+            raise DatasetError(f"{type(self).__name__}: num_seqs must be a finite number, got {num_seqs!r}")
+        self._num_generated = int(num_seqs)
+        self.fixed_random_seed = fixed_random_seed
+        if input_dim is not None:
+            self.num_outputs["data"] = _dim_spec(input_dim, sparse_default=False)
+        outputs = output_dim if isinstance(output_dim, dict) else {"classes": output_dim}
+        for key, value in outputs.items():
+            self.num_outputs[key] = _dim_spec(value, sparse_default=True)
+        for key, (_, ndim) in self.num_outputs.items():
+            self._dtypes[key] = "float32" if ndim >= 2 else "int32"
+        self._epoch_seed = 0
+        self.random = np.random.RandomState(0)
+
+    def init_seq_order(self, epoch: int | None = None, seq_list=None, seq_order=None) -> bool:
+        """Pick the generation seed of ``epoch`` (unless ``fixed_random_seed``), then order as usual."""
+        if self.fixed_random_seed is not None:
+            seed = int(self.fixed_random_seed)
+        else:
+            seed = (max(epoch or 1, 1) - 1) // self.partition_epoch + 1 + self.random_seed_offset
+        if seed != self._epoch_seed:
+            self._epoch_seed = seed
+            self._full_order_memo = None
+        return super().init_seq_order(epoch, seq_list=seq_list, seq_order=seq_order)
+
+    def generate_seq(self, seq_idx: int) -> DatasetSeq:
+        """Build sequence ``seq_idx`` (override in subclasses)."""
+        raise DatasetError(f"{type(self).__name__} must define generate_seq(seq_idx)")
+
+    def _num_corpus_seqs(self) -> int:
+        return self._num_generated
+
+    def _generate(self, corpus_idx: int) -> DatasetSeq:
+        """Reseed ``self.random`` for this sequence and generate it."""
+        self.random.seed([self._epoch_seed % (2**32), corpus_idx % (2**32)])
+        return self.generate_seq(corpus_idx)
+
+    def _load_corpus_seq(self, corpus_idx: int) -> SeqDict:
+        seq = self._generate(corpus_idx)
+        out = {}
+        for key, value in seq.features.items():
+            dtype = self._dtypes.get(key)
+            out[key] = value.astype(dtype) if dtype and value.dtype != dtype else value
+        return out
+
+    def _corpus_tag(self, corpus_idx: int) -> str:
+        return f"seq-{corpus_idx}"
+
+
+@register_dataset
+class Task12AXDataset(GeneratingDataset):
+    """The 12AX memory task: one-hot symbols of "123ABCXYZ"; class 1 (R) on X after A under a 1, Y after B under a 2."""
+
+    SYMBOLS = "123ABCXYZ"
+
+    def __init__(self, num_seqs: int = 1000, **kwargs):
+        super().__init__(input_dim=len(self.SYMBOLS), output_dim=2, num_seqs=num_seqs, **kwargs)
+        self.labels = {"data": list(self.SYMBOLS), "classes": ["L", "R"]}
+
+    def _random_string(self) -> str:
+        """Outer loops (a digit) of inner pairs (A|B|C)(X|Y|Z), target pairs made likely."""
+        out = []
+        for _ in range(self.random.randint(1, 5)):
+            digit = "123"[self.random.randint(3)]
+            out.append(digit)
+            for _ in range(self.random.randint(1, 5)):
+                if self.random.rand() < 0.5:
+                    out.append({"1": "AX", "2": "BY"}.get(digit, "CZ"))
+                else:
+                    out.append("ABC"[self.random.randint(3)] + "XYZ"[self.random.randint(3)])
+        return "".join(out)
+
+    @classmethod
+    def targets_for(cls, symbols: str) -> np.ndarray:
+        """The 12AX rule applied to a symbol string."""
+        targets, digit, prev = [], None, None
+        for ch in symbols:
+            if ch in "123":
+                digit = ch
+            hit = (digit == "1" and prev == "A" and ch == "X") or (digit == "2" and prev == "B" and ch == "Y")
+            targets.append(1 if hit else 0)
+            prev = ch
+        return np.array(targets, dtype=np.int32)
+
+    def generate_seq(self, seq_idx: int) -> DatasetSeq:
+        symbols = self._random_string()
+        ids = np.array([self.SYMBOLS.index(ch) for ch in symbols])
+        features = np.eye(len(self.SYMBOLS), dtype=np.float32)[ids]
+        return DatasetSeq(seq_idx, features, self.targets_for(symbols))
+
+
+@register_dataset
+class DummyDataset(GeneratingDataset):
+    """Deterministic ramps of fixed length ``seq_len``: data in [-0.5, 0.5) scaled by ``input_max_value``, classes cycling."""
+
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        num_seqs: int,
+        seq_len: int = 2,
+        input_max_value: float = 10.0,
+        input_shift: float | None = None,
+        input_scale: float | None = None,
+        **kwargs,
+    ):
+        super().__init__(input_dim=input_dim, output_dim=output_dim, num_seqs=num_seqs, **kwargs)
+        self.seq_len = int(seq_len)
+        self.input_max_value = float(input_max_value)
+        self.input_shift = -self.input_max_value / 2 if input_shift is None else float(input_shift)
+        self.input_scale = 1.0 / self.input_max_value if input_scale is None else float(input_scale)
+
+    def generate_seq(self, seq_idx: int) -> DatasetSeq:
+        n_in = self.num_outputs["data"][0]
+        ramp = np.arange(seq_idx, seq_idx + self.seq_len * n_in, dtype=np.float64)
+        features = ((ramp % self.input_max_value) + self.input_shift) * self.input_scale
+        first = seq_idx + self.seq_len * n_in
+        targets = np.arange(first, first + self.seq_len) % self.num_outputs["classes"][0]
+        return DatasetSeq(seq_idx, features.reshape(self.seq_len, n_in).astype(np.float32), targets)
+
+
+@register_dataset
+class StaticDataset(Dataset):
+    """Sequences given directly: ``data=[{"data": array, "classes": array, ("seq_tag": str)}, ...]``."""
+
+    def __init__(
+        self,
+        data: Sequence[dict],
+        target_list: Sequence[str] | None = None,
+        output_dim: dict | None = None,
+        input_dim: int | list | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not data:
+            raise DatasetError("StaticDataset: option \"data\" must be a non-empty list of dicts")
+        self._tags = [str(seq.get("seq_tag", f"seq-{i}")) for i, seq in enumerate(data)]
+        keys = [k for k in data[0] if k != "seq_tag"]
+        self._seqs = []
+        for i, seq in enumerate(data):
+            if sorted(k for k in seq if k != "seq_tag") != sorted(keys):
+                raise DatasetError(f"StaticDataset: sequence {i} has keys {sorted(seq)}, expected {sorted(keys)}")
+            self._seqs.append({k: np.asarray(seq[k]) for k in keys})
+        dims = dict(output_dim or {})
+        if input_dim is not None:
+            dims["data"] = input_dim
+        for key in keys:
+            self.num_outputs[key] = self._infer_dim(key, dims.get(key))
+            self._dtypes[key] = str(self._seqs[0][key].dtype)
+        if target_list is not None:
+            missing = [k for k in target_list if k not in keys]
+            if missing:
+                raise DatasetError(f"StaticDataset: target_list names {missing}, not among the data keys {keys}")
+
+    def _infer_dim(self, key: str, given: Any) -> list[int]:
+        """``[dim, ndim]`` of ``key``: given, else from the arrays (sparse: max index + 1)."""
+        first = self._seqs[0][key]
+        if given is not None:
+            return _dim_spec(given, sparse_default=first.ndim <= 1)
+        if first.ndim >= 2:
+            return [int(first.shape[-1]), first.ndim]
+        if np.issubdtype(first.dtype, np.integer):
+            return [int(max((s[key].max() for s in self._seqs if s[key].size), default=0)) + 1, 1]
+        return [1, 1]
+
+    def _num_corpus_seqs(self) -> int:
+        return len(self._seqs)
+
+    def _load_corpus_seq(self, corpus_idx: int) -> SeqDict:
+        return self._seqs[corpus_idx]
+
+    def _corpus_tag(self, corpus_idx: int) -> str:
+        return self._tags[corpus_idx]
+
+    def _corpus_seq_lens(self, corpus_idx: int) -> dict[str, int]:
+        return {k: len(v) for k, v in self._seqs[corpus_idx].items()}
+
+
+class _SymbolSeqTask(GeneratingDataset):
+    """Random sparse symbol sequences of length ``minlen..maxlen``; ``classes`` is a function of ``data``."""
+
+    def __init__(self, nsymbols: int = 10, minlen: int = 2, maxlen: int = 10, num_seqs: int = 1000, **kwargs):
+        super().__init__(input_dim=[nsymbols, 1], output_dim=nsymbols, num_seqs=num_seqs, **kwargs)
+        if not 0 <= minlen <= maxlen:
+            raise DatasetError(f"{type(self).__name__}: need 0 <= minlen <= maxlen, got minlen={minlen}, maxlen={maxlen}")
+        self.nsymbols, self.minlen, self.maxlen = int(nsymbols), int(minlen), int(maxlen)
+
+    def transform(self, symbols: np.ndarray) -> np.ndarray:
+        """Target sequence for the input symbols."""
+        return symbols
+
+    def generate_seq(self, seq_idx: int) -> DatasetSeq:
+        length = self.random.randint(self.minlen, self.maxlen + 1)
+        symbols = self.random.randint(0, self.nsymbols, size=length).astype(np.int32)
+        return DatasetSeq(seq_idx, symbols, self.transform(symbols).astype(np.int32))
+
+
+@register_dataset
+class CopyTaskDataset(_SymbolSeqTask):
+    """Copy task: ``classes`` equals ``data`` (sparse symbols, variable length)."""
+
+
+@register_dataset
+class ReverseTaskDataset(_SymbolSeqTask):
+    """Reverse task: ``classes`` is ``data`` reversed."""
+
+    def transform(self, symbols: np.ndarray) -> np.ndarray:
+        return symbols[::-1].copy()
+
+
+@register_dataset
+class SortTaskDataset(_SymbolSeqTask):
+    """Sort task: ``classes`` is ``data`` sorted ascending."""
+
+    def transform(self, symbols: np.ndarray) -> np.ndarray:
+        return np.sort(symbols)
+
+
+@register_dataset
+class SyntheticSpeechDataset(GeneratingDataset):
+    """Speech-like CTC task: dense frames around a per-label mean (with silence gaps) -> the label sequence.
+
+    ``classes`` holds ``num_classes`` labels (no blank); a CTC loss adds the blank as index ``num_classes``.
+    """
+
+    def __init__(
+        self,
+        num_seqs: int = 100,
+        input_dim: int = 16,
+        num_classes: int = 10,
+        min_labels: int = 2,
+        max_labels: int = 8,
+        min_frames_per_label: int = 3,
+        max_frames_per_label: int = 8,
+        noise: float = 0.3,
+        **kwargs,
+    ):
+        super().__init__(input_dim=input_dim, output_dim=num_classes, num_seqs=num_seqs, **kwargs)
+        self.label_range = (int(min_labels), int(max_labels))
+        self.frame_range = (int(min_frames_per_label), int(max_frames_per_label))
+        self.noise = float(noise)
+        self.class_means = np.random.RandomState(1234).normal(size=(num_classes, input_dim)).astype(np.float32)
+
+    def generate_seq(self, seq_idx: int) -> DatasetSeq:
+        labels = self.random.randint(0, len(self.class_means), size=self.random.randint(*self.label_range) + 1)
+        dim = self.class_means.shape[1]
+        frames = [np.zeros((self.random.randint(1, 3), dim), np.float32)]
+        for label in labels:
+            n = self.random.randint(self.frame_range[0], self.frame_range[1] + 1)
+            frames.append(np.repeat(self.class_means[label][None], n, axis=0))
+            frames.append(np.zeros((self.random.randint(1, 3), dim), np.float32))
+        clean = np.concatenate(frames)
+        noisy = clean + self.noise * self.random.normal(size=clean.shape)
+        return DatasetSeq(seq_idx, noisy.astype(np.float32), labels.astype(np.int32))

@@ -1,0 +1,132 @@
+"""Checkpoints ``model.NNN``: name-based TensorFlow bundles (``.index`` + ``.data-*``), written atomically.
+
+Variables are stored under their own names (``lstm0_fw/W``, ``updater/optimizer/lstm0_fw.W/m``), as
+RETURNN's checkpoints are, so ``tf.train.load_checkpoint`` lists them readably and a layer's params can
+be loaded from another model by name. A save goes to a temp prefix first; the data file and then the
+index are renamed into place, so a checkpoint whose ``.index`` exists is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import re
+import uuid
+from typing import Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from returnn.errors import ReturnnError
+
+_TMP_MARK = ".tmp-"
+
+
+class CheckpointError(ReturnnError, ValueError):
+    """A checkpoint is missing, incomplete, or does not fit the model."""
+
+
+def epoch_checkpoint_prefix(model: str, epoch: int) -> str:
+    """RETURNN's naming: ``model`` prefix and epoch 3 -> ``model.003``."""
+    return f"{model}.{epoch:03d}"
+
+
+def variables_by_name(variables) -> dict[str, tf.Variable]:
+    """Map variables to their names without the ':0' suffix; duplicate names are an error."""
+    result: dict[str, tf.Variable] = {}
+    for var in variables:
+        name = var.name.split(":")[0]
+        if name in result and result[name] is not var:
+            raise CheckpointError(f"two variables share the name {name!r}; checkpoints need unique names")
+        result[name] = var
+    return result
+
+
+def save_checkpoint(prefix: str, variables: Mapping[str, tf.Variable]) -> None:
+    """Write all variables under their names to ``prefix.index`` / ``prefix.data-*`` atomically."""
+    directory = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(directory, exist_ok=True)
+    tmp_prefix = f"{prefix}{_TMP_MARK}{uuid.uuid4().hex[:8]}"
+    names = sorted(variables)
+    try:
+        tf.raw_ops.SaveV2(prefix=tmp_prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+                          tensors=[variables[n].read_value() for n in names])
+        data_files = sorted(glob.glob(glob.escape(tmp_prefix) + ".data-*"))
+        for tmp_data in data_files:
+            os.replace(tmp_data, prefix + tmp_data[len(tmp_prefix):])
+        os.replace(tmp_prefix + ".index", prefix + ".index")
+    finally:
+        for leftover in glob.glob(glob.escape(tmp_prefix) + "*"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+
+
+def checkpoint_exists(prefix: str) -> bool:
+    """Whether a complete checkpoint (index and data) exists at ``prefix``."""
+    return os.path.exists(prefix + ".index") and bool(glob.glob(glob.escape(prefix) + ".data-*"))
+
+
+def read_checkpoint(prefix: str) -> dict[str, np.ndarray]:
+    """All tensors of a checkpoint by name."""
+    if not checkpoint_exists(prefix):
+        raise CheckpointError(f"no complete checkpoint at {prefix!r} (expected {prefix}.index and {prefix}.data-*)")
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {prefix!r} cannot be read: {exc}") from None
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def load_checkpoint(prefix: str, variables: Mapping[str, tf.Variable], *, ignore_missing: bool = False,
+                    name_map: Mapping[str, str] | None = None) -> list[str]:
+    """Assign checkpoint values to ``variables`` by name (``name_map``: our name -> name in the file).
+
+    Returns the names that were loaded. A missing name is an error unless ``ignore_missing``;
+    a shape mismatch always is, naming the variable, both shapes and the file.
+    """
+    stored = read_checkpoint(prefix)
+    loaded, missing = [], []
+    for name, var in variables.items():
+        key = (name_map or {}).get(name, name)
+        if key not in stored:
+            missing.append(key)
+            continue
+        value = stored[key]
+        if tuple(value.shape) != tuple(var.shape):
+            raise CheckpointError(f"checkpoint {prefix!r}: variable {key!r} has shape {tuple(value.shape)}, "
+                                  f"the model's {name!r} has {tuple(var.shape)}")
+        var.assign(value.astype(var.dtype.as_numpy_dtype, copy=False))
+        loaded.append(name)
+    if missing and not ignore_missing:
+        raise CheckpointError(f"checkpoint {prefix!r} lacks {len(missing)} variable(s) of the model: "
+                              f"{', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}; "
+                              f"it has: {', '.join(sorted(stored)[:8])}{' ...' if len(stored) > 8 else ''}")
+    return loaded
+
+
+def existing_epochs(model: str) -> list[int]:
+    """Epochs with a complete checkpoint ``model.NNN`` on disk, sorted."""
+    pattern = re.compile(re.escape(os.path.basename(model)) + r"\.(\d{3,})\.index$")
+    epochs = []
+    for path in glob.glob(glob.escape(model) + ".*.index"):
+        match = pattern.match(os.path.basename(path))
+        if match and checkpoint_exists(epoch_checkpoint_prefix(model, int(match.group(1)))):
+            epochs.append(int(match.group(1)))
+    return sorted(epochs)
+
+
+def remove_checkpoint(prefix: str) -> None:
+    """Delete a checkpoint's files, the index first (so a half-deleted one never looks complete)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(prefix + ".index")
+    for path in glob.glob(glob.escape(prefix) + ".data-*"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def remove_stale_temp_files(model: str) -> None:
+    """Remove temp files of saves that were killed midway."""
+    for path in glob.glob(glob.escape(model) + ".*" + _TMP_MARK + "*"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

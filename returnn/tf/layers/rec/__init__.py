@@ -1,0 +1,1 @@
+"""The rec layer and the recurrent units it runs."""

@@ -1,0 +1,131 @@
+"""LSTM units: nativelstm (fused native op), lstmblock (TF's BlockLSTMV2), standardlstm (TF loop), cudnnlstm.
+
+All use ``W`` [n_in, 4n], ``W_re`` [n, 4n], ``b`` [4n] with gate order j (cell input), i, f, o; the
+state is ``(c, h)``. Units that need another layout permute the weights when called.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from returnn.errors import LayerConfigError
+from returnn.tf.layers.rec.unit_base import RecUnit, State, masked_scan, register_unit, reverse_valid, valid_mask
+from returnn.tf.native_op.lstm import load_native_lstm, native_lstm
+
+ALTERNATIVES = "nativelstm (the default), lstmblock or standardlstm"
+
+
+def lstm_cell(a: tf.Tensor, c_prev: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """One LSTM step from gate pre-activations a [B, 4n] (j, i, f, o): returns (c, h)."""
+    j, i, f, o = tf.split(a, 4, axis=-1)
+    c = tf.sigmoid(f) * c_prev + tf.sigmoid(i) * tf.tanh(j)
+    return c, tf.sigmoid(o) * tf.tanh(c)
+
+
+def last_valid(seq: tf.Tensor, seq_lens: tf.Tensor, initial: tf.Tensor) -> tf.Tensor:
+    """seq [T, B, n] -> [B, n] at each sequence's last valid frame (``initial`` for empty ones)."""
+    padded = tf.concat([initial[None], seq], axis=0)
+    return tf.gather(tf.transpose(padded, [1, 0, 2]), seq_lens, batch_dims=1)
+
+
+class LSTMUnitBase(RecUnit):
+    """Shared parts of the LSTM units: four gate blocks, state (c, h)."""
+
+    gates = 4
+
+    def zero_state(self, batch: tf.Tensor) -> State:
+        """(c, h), both zeros [batch, n_out]."""
+        zeros = tf.zeros([batch, self.n_out], self.dtype)
+        return zeros, zeros
+
+    def gate_blocks(self, order: str) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """W, W_re, b with the gate blocks reordered from "jifo" to ``order`` (e.g. "ifjo")."""
+        pos = ["jifo".index(gate) for gate in order]
+
+        def reorder(param: tf.Variable) -> tf.Tensor:
+            blocks = tf.split(param, 4, axis=-1)
+            return tf.concat([blocks[p] for p in pos], axis=-1)
+
+        return reorder(self.W), reorder(self.W_re), reorder(self.b)
+
+
+@register_unit("nativelstm", "lstm", "nativelstm2")
+class NativeLSTMUnit(LSTMUnitBase):
+    """The fused native LSTM op (compiled at first use): input projection outside, time loop inside.
+
+    ``unit_opts``: ``cell_grad_clip`` (float, 0 = off) clips the gradient on the cell state.
+    """
+
+    def __init__(self, *, cell_grad_clip: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.cell_grad_clip = float(cell_grad_clip)
+        load_native_lstm()  # compile / load now, before any tf.function traces a call
+
+    def _run(self, x: tf.Tensor, seq_lens: tf.Tensor, direction: int, state: State) -> tuple[tf.Tensor, State]:
+        c0, h0 = state
+        mask = valid_mask(seq_lens, tf.shape(x)[0], self.dtype)
+        y, c, h = native_lstm(self.project(x), tf.convert_to_tensor(self.W_re), c0, h0, mask,
+                              direction=direction, cell_grad_clip=self.cell_grad_clip)
+        return y, (c, h)
+
+
+@register_unit("standardlstm")
+class StandardLSTMUnit(LSTMUnitBase):
+    """Pure TensorFlow: input projection as one matmul, then a masked tf.while_loop over time."""
+
+    def _run(self, x: tf.Tensor, seq_lens: tf.Tensor, direction: int, state: State) -> tuple[tf.Tensor, State]:
+        w_re = tf.convert_to_tensor(self.W_re)  # read once: a read inside the loop is kept per step
+
+        def step(z_t: tf.Tensor, state: tuple) -> tuple[tf.Tensor, tuple]:
+            c, h = lstm_cell(z_t + tf.matmul(state[1], w_re), state[0])
+            return h, (c, h)
+
+        y, (c, h) = masked_scan(step, self.project(x), seq_lens, tuple(state), direction=direction)
+        return y, (c, h)
+
+
+@register_unit("lstmblock")
+class LSTMBlockUnit(LSTMUnitBase):
+    """TensorFlow's fused BlockLSTMV2 op (gate order i, f, j, o; projects the input per step)."""
+
+    def _run(self, x: tf.Tensor, seq_lens: tf.Tensor, direction: int, state: State) -> tuple[tf.Tensor, State]:
+        c0, h0 = state
+        if direction == -1:
+            x = reverse_valid(x, seq_lens)
+        w, w_re, b = self.gate_blocks("ifjo")
+        no_peephole = tf.zeros([self.n_out], self.dtype)
+        outputs = tf.raw_ops.BlockLSTMV2(
+            seq_len_max=tf.cast(tf.shape(x)[0], tf.int64), x=x, cs_prev=c0, h_prev=h0,
+            w=tf.concat([w, w_re], axis=0), wci=no_peephole, wcf=no_peephole, wco=no_peephole, b=b,
+            cell_clip=0.0, use_peephole=False)
+        cs, h = outputs.cs, outputs.h
+        final = (last_valid(cs, seq_lens, c0), last_valid(h, seq_lens, h0))
+        y = h * valid_mask(seq_lens, tf.shape(x)[0], self.dtype)[:, :, None]
+        return (reverse_valid(y, seq_lens) if direction == -1 else y), final
+
+
+@register_unit("cudnnlstm")
+class CudnnLSTMUnit(LSTMUnitBase):
+    """cuDNN's LSTM (GPU only), with the same params as the other LSTM units (recurrent bias 0)."""
+
+    def __init__(self, **kwargs):
+        if not tf.config.list_physical_devices("GPU"):
+            raise LayerConfigError(
+                f"layer '{kwargs.get('name', 'rec')}' (class \"rec\"): \"unit\": 'cudnnlstm' needs a GPU and none is "
+                f"visible; use {ALTERNATIVES} instead (same parameters, so checkpoints load unchanged)")
+        super().__init__(**kwargs)
+
+    def _run(self, x: tf.Tensor, seq_lens: tf.Tensor, direction: int, state: State) -> tuple[tf.Tensor, State]:
+        c0, h0 = state
+        if direction == -1:
+            x = reverse_valid(x, seq_lens)
+        w, w_re, b = self.gate_blocks("ifjo")  # cuDNN's order: i, f, c, o
+        weights = [tf.transpose(m) for m in tf.split(w, 4, axis=1) + tf.split(w_re, 4, axis=1)]
+        biases = tf.split(b, 4) + [tf.zeros([self.n_out], self.dtype)] * 4
+        params = tf.raw_ops.CudnnRNNCanonicalToParamsV2(
+            num_layers=1, num_units=self.n_out, input_size=self.n_in, weights=weights, biases=biases, rnn_mode="lstm")
+        out = tf.raw_ops.CudnnRNNV3(
+            input=x, input_h=h0[None], input_c=c0[None], params=params, sequence_lengths=seq_lens, rnn_mode="lstm",
+            is_training=True, time_major=True)
+        y = out.output * valid_mask(seq_lens, tf.shape(x)[0], self.dtype)[:, :, None]
+        return (reverse_valid(y, seq_lens) if direction == -1 else y), (out.output_c[0], out.output_h[0])

@@ -1,0 +1,1 @@
+"""Native (C++ / CUDA) TensorFlow ops, compiled at first use and cached (see ``build``)."""

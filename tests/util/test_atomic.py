@@ -1,0 +1,43 @@
+"""Atomic writes: the target is either the old or the new complete file."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from returnn.util.atomic import atomic_path, atomic_write
+
+
+def test_atomic_write_replaces_file_on_success(tmp_path):
+    path = tmp_path / "sub" / "lr.txt"
+    with atomic_write(str(path)) as f:
+        f.write("new")
+    assert path.read_text() == "new"
+    assert os.listdir(path.parent) == ["lr.txt"]
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "lr.txt"
+    path.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(str(path)) as f:
+            f.write("half")
+            raise RuntimeError("killed")
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["lr.txt"]
+
+
+def test_atomic_path_for_binary_writers(tmp_path):
+    path = tmp_path / "out.bin"
+    with atomic_path(str(path)) as tmp:
+        assert tmp != str(path) and os.path.dirname(tmp) == str(tmp_path)
+        with open(tmp, "wb") as f:
+            f.write(b"\x00\x01")
+    assert path.read_bytes() == b"\x00\x01"
+    with pytest.raises(ValueError):
+        with atomic_path(str(path)) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(b"partial")
+            raise ValueError("fail")
+    assert path.read_bytes() == b"\x00\x01" and os.listdir(tmp_path) == ["out.bin"]
