@@ -68,7 +68,9 @@ class Network(tf.Module):
         self.losses: dict[str, Loss] = {}
         self._sources: dict[str, list[str]] = {}
         self._contexts: dict[str, LayerContext] = {}
-        self._stack: list[str] = []
+        self._stack: list[str] = []  # layers of this network being built
+        # full paths being built, shared with subnetworks so that a cycle through "base:" shows its whole loop
+        self._path_stack: list[str] = parent_ctx.network._path_stack if parent_ctx is not None else []
         self.used_data_keys: list[str] = []  # extern keys that layers read
         self.target_keys: list[str] = []  # extern keys only losses read
         for root in self._roots():
@@ -116,11 +118,13 @@ class Network(tf.Module):
         """Build layer ``name`` after everything it reads; cycles are an error showing the loop."""
         if name in self.templates:
             return self.templates[name]
-        if name in self._stack:
-            cycle = self._stack[self._stack.index(name):] + [name]
-            raise LayerConfigError(f"network has a cycle: {' -> '.join(self.path_of(n) for n in cycle)}")
+        path = self.path_of(name)
+        if path in self._path_stack:
+            cycle = self._path_stack[self._path_stack.index(path):] + [path]
+            raise LayerConfigError(f"network has a cycle: {' -> '.join(cycle)}")
         layer_dict = self.net_dict[name]
         self._stack.append(name)
+        self._path_stack.append(path)
         try:
             self._build_layer(name, layer_dict)
         except ReturnnError as exc:
@@ -130,6 +134,7 @@ class Network(tf.Module):
             raise LayerConstructionError(f"{where}: construction failed: {type(exc).__name__}: {exc}") from exc
         finally:
             self._stack.pop()
+            self._path_stack.pop()
         return self.templates[name]
 
     def _prefixed(self, name: str, layer_dict: Any, exc: ReturnnError) -> ReturnnError:
@@ -176,7 +181,7 @@ class Network(tf.Module):
             for ref in ([value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []):
                 ctx.dependency(ref)
         if isinstance(common.reuse_params, str):
-            ctx.dependency(common.reuse_params)
+            self.dependency_template(common.reuse_params, requested_by=name)  # built first, but not an input
         loss_cls = get_loss_class(common.loss, where=where) if common.loss else None
         if loss_cls is not None and loss_cls.needs_target:
             ctx.target = self.target_template(common.target)

@@ -1,0 +1,101 @@
+"""The ``rec`` layer with a unit string: a recurrent unit over whole sequences, forward or backward."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import tensorflow as tf
+
+from returnn.tensor.data import Data
+from returnn.tensor.dim import Dim
+from returnn.tf.initializers import get_initializer, param_seed
+from returnn.tf.layers.base import LayerBase, LayerContext, LayerOpts, register_layer
+from returnn.tf.layers.opts import did_you_mean
+from returnn.tf.layers.rec.units import UNITS, RecUnit, make_unit
+
+
+@register_layer("rec")
+class RecLayer(LayerBase):
+    """A recurrent unit (LSTM variants, GRU, vanilla RNN) over each sequence's valid frames.
+
+    Config: ``{"class": "rec", "unit": "lstm", "from": "data", "n_out": 256, "direction": -1}``.
+    ``unit``: nativelstm / lstm (default; the fused native op), nativelstm2, lstmblock, standardlstm,
+    cudnnlstm (GPU), gru, rnn; ``unit_opts`` go to the unit. ``direction`` -1 runs backwards in time.
+    The output is time-major [T, B, n_out], zero on padded frames.
+    Params: ``W`` [in, gates * out], ``W_re`` [out, gates * out], ``b`` [gates * out].
+    """
+
+    example = {"from": "data", "unit": "standardlstm", "n_out": 3, "direction": -1}
+
+    class Opts(LayerOpts):
+        unit: str | dict = "nativelstm"
+        n_out: int | None = None
+        out_dim: Dim | None = None
+        direction: int = 1
+        unit_opts: dict | None = None
+        forward_weights_init: str | float = "glorot_uniform"
+        bias_init: str | float = 0.0
+
+    @classmethod
+    def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
+        if isinstance(opts.unit, dict):
+            raise ctx.error('"unit" as a dict (a step-wise subnetwork with "prev:") is not supported yet; '
+                            f"use a unit string: {', '.join(sorted(UNITS))}")
+        if opts.unit.lower() not in UNITS:
+            raise ctx.error(f'"unit": unknown unit {opts.unit!r}{did_you_mean(opts.unit.lower(), UNITS)}; '
+                            f"known: {', '.join(sorted(UNITS))}")
+        if opts.direction not in (1, -1):
+            raise ctx.error(f'"direction": expected 1 or -1, got {opts.direction!r}')
+        src = ctx.input_template()
+        if src.sparse or src.feature_dim is None or src.feature_dim.size is None:
+            raise ctx.error(f"needs dense input with a static feature dim, got {src.describe()}")
+        if src.time_dim is None or src.batch_dim_axis is None:
+            raise ctx.error(f"needs input with a batch and a time axis, got {src.describe()}")
+        out_dim = ctx.out_feature_dim(opts.n_out, opts.out_dim)
+        return src.copy_as_time_major().copy_with_feature_last().with_feature_dim(out_dim)
+
+    def __init__(self, ctx: LayerContext, opts: Opts):
+        super().__init__(ctx)
+        self.direction = opts.direction
+        path = ctx.network.path_of(ctx.name)
+        scope, _, leaf = path.rpartition("/")
+        leaf = re.sub(r"\W", "_", leaf)
+        with tf.name_scope(f"{scope}/" if scope else ""):
+            self.unit: RecUnit = make_unit(
+                opts.unit, n_in=ctx.input_template().dim, n_out=self.out.dim, name=leaf,
+                param_init=self._init_fn(opts.forward_weights_init, path),
+                bias_init=self._init_fn(opts.bias_init, f"{path}/b"), unit_opts=opts.unit_opts)
+            self._adopt_unit_params()
+
+    def _init_fn(self, spec: Any, name: str) -> Any:
+        """Unit initializer (shape, dtype) -> tensor drawing from our seeded RNG, one stream per call."""
+        initializer = get_initializer(spec if spec is not None else self.ctx.common.param_init)
+        calls = []
+
+        def init(shape: Sequence[int], dtype: tf.DType) -> Any:
+            calls.append(shape)
+            return initializer(shape, dtype, param_seed(self.ctx.network.random_seed, f"{name}#{len(calls)}"))
+
+        return init
+
+    def _adopt_unit_params(self) -> None:
+        """List the unit's variables as this layer's params; shared (``reuse_params``) or frozen if asked."""
+        for name, var in list(vars(self.unit).items()):
+            if not isinstance(var, tf.Variable):
+                continue
+            shared = self.ctx.network.shared_param(self.ctx, name)
+            if shared is not None:
+                if tuple(shared.shape) != tuple(var.shape):
+                    raise self.ctx.error(f'"reuse_params": param {name!r} has shape {tuple(shared.shape)}, '
+                                         f"this layer needs {tuple(var.shape)}")
+                var = shared
+            elif not self.ctx.common.trainable:
+                var = tf.Variable(var, trainable=False, name=var.name.split(":")[0])
+            setattr(self.unit, name, var)
+            self.params[name] = var
+
+    def __call__(self, sources: Sequence[Data], *, train: bool) -> Data:
+        x = self.input_data(sources).copy_as_time_major().copy_with_feature_last()
+        y, _ = self.unit(x.tensor, x.get_dyn_size(x.time_dim), direction=self.direction, train=train)
+        return self.out.with_tensor(y, like=x)
