@@ -25,6 +25,7 @@ from returnn.tensor.extern_data import ExternData
 from returnn.tf import checkpoint as ckpt
 from returnn.tf.model_cleanup import cleanup_options, epochs_to_delete
 from returnn.tf.network import Network
+from returnn.tf.pretrain import pretrain_from_config
 from returnn.tf.steps import ScoreAccumulator, batch_feed, make_eval_step, make_train_step, warn_on_retrace
 from returnn.tf.updater import Updater
 from returnn.util.progress import StepReporter, format_scores
@@ -44,6 +45,9 @@ class Engine:
             raise ConfigError('config key "network" is missing: it must be a dict of layer dicts')
         tf.random.set_seed(config.int("random_seed", 42))
         self.extern_data = ExternData.from_config(config)
+        self.full_net_dict = net_dict
+        self.pretrain = pretrain_from_config(config, net_dict)
+        self.net_dict = net_dict
         self.network = Network(net_dict, extern_data=self.extern_data, random_seed=config.int("random_seed", 42))
         self.model = config.value("model")
         self.updater: Updater | None = None
@@ -121,15 +125,41 @@ class Engine:
                                           ignore_missing=bool(opts.get("ignore_missing", False)))
             logger.info(f"preload_from_files {name!r}: {len(loaded)} params from {opts['filename']}")
 
+    # ---- the network of an epoch (pretraining grows it) ---------------------------------------
+
+    def net_dict_for_epoch(self, epoch: int) -> dict:
+        """The net dict trained in ``epoch``: a pretraining stage, else the config's ``network``."""
+        return self.pretrain.net_dict_for_epoch(epoch) if self.pretrain else self.full_net_dict
+
+    def use_net_dict(self, net_dict: dict) -> bool:
+        """Rebuild the network if ``net_dict`` differs; params move over by name where shapes match."""
+        if net_dict == self.net_dict:
+            return False
+        old_params = {name: var.numpy() for name, var in self.network.get_params().items()}
+        self.net_dict = net_dict
+        self.network = Network(net_dict, extern_data=self.extern_data, random_seed=self.config.int("random_seed", 42))
+        new_params = self.network.get_params()
+        copied = {n: v for n, v in old_params.items() if n in new_params and tuple(new_params[n].shape) == v.shape}
+        self.network.load_params(copied, ignore_missing=True)
+        self._eval_step = None
+        if self.updater is not None:
+            old = self.updater
+            self.updater = Updater(self.config, list(self.network.trainable_variables))
+            self.updater.global_train_step.assign(old.global_train_step)
+            self.updater.learning_rate.assign(old.learning_rate)
+        logger.info(f"Network now has layers {', '.join(self.network.layers)} ({len(copied)} params carried over)")
+        return True
+
     # ---- training ----------------------------------------------------------------------------
 
     def init_train(self) -> int:
         """Create the updater and learning-rate control, restore the newest checkpoint; returns the first epoch to run."""
-        self.updater = Updater(self.config, list(self.network.trainable_variables))
         self.lr_control = learning_rate_control_from_config(self.config)
         model = self._model_prefix()
         ckpt.remove_stale_temp_files(model)
         epochs = ckpt.existing_epochs(model)
+        self.use_net_dict(self.net_dict_for_epoch(epochs[-1] if epochs else 1))
+        self.updater = Updater(self.config, list(self.network.trainable_variables))
         if epochs:
             self.load_model(ckpt.epoch_checkpoint_prefix(model, epochs[-1]))
             self.epoch = epochs[-1]
@@ -155,10 +185,15 @@ class Engine:
         if start_epoch > num_epochs:
             logger.info(f"Training already finished: model for epoch {start_epoch - 1} exists (num_epochs {num_epochs})")
             return
-        train_step, signature = make_train_step(self.network, self.updater, jit_compile=self.config.bool("jit_compile", False))
         logger.info(f"Start training at epoch {start_epoch} of {num_epochs}")
+        train_step = signature = None
         for epoch in range(start_epoch, num_epochs + 1):
             self.epoch = epoch
+            if self.use_net_dict(self.net_dict_for_epoch(epoch)) or train_step is None:
+                if train_step is not None:
+                    warn_on_retrace(train_step, "train")
+                train_step, signature = make_train_step(self.network, self.updater,
+                                                        jit_compile=self.config.bool("jit_compile", False))
             self._train_epoch(epoch, train_data, eval_sets, train_step, signature, num_epochs)
         warn_on_retrace(train_step, "train")
 
