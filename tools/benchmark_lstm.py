@@ -86,24 +86,31 @@ def keras_step_fn(args: argparse.Namespace):
     return tf.function(step)
 
 
-def time_step(fn, inputs: tuple, *, steps: int, warmup: int) -> float:
-    """Median seconds per call after warm-up."""
-    for _ in range(warmup):
-        tf.nest.map_structure(lambda t: t.numpy(), fn(*inputs))
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        tf.nest.map_structure(lambda t: t.numpy(), fn(*inputs))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def run_once(fn, inputs: tuple) -> float:
+    """Seconds for one call, including fetching the results."""
+    start = time.perf_counter()
+    tf.nest.map_structure(lambda t: t.numpy(), fn(*inputs))
+    return time.perf_counter() - start
 
 
-def matmul_gflops(size: int, steps: int) -> float:
-    """GFLOP/s of one large square tf.matmul."""
+def time_interleaved(fns: dict, inputs: dict, *, steps: int, warmup: int, rounds: int) -> dict[str, float]:
+    """Median seconds per call of each fn, timed round-robin so that load from elsewhere hits all alike."""
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            run_once(fn, inputs[name])
+    times = {name: [] for name in fns}
+    per_round = max(1, steps // rounds)
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name] += [run_once(fn, inputs[name]) for _ in range(per_round)]
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def matmul_fn(size: int):
+    """One large square tf.matmul and its inputs."""
     a = tf.random.normal([size, size])
     b = tf.random.normal([size, size])
-    fn = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
-    return 2.0 * size**3 / time_step(fn, (a, b), steps=steps, warmup=2) / 1e9
+    return tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b))), (a, b)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -117,6 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma separated (default {DEFAULT_VARIANTS})")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant (median)")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds over the variants")
     parser.add_argument("--matmul-size", type=int, default=2048)
     args = parser.parse_args(argv)
     args.n_in = args.n_in or args.units
@@ -131,16 +139,18 @@ def main(argv: list[str] | None = None) -> None:
     flops = lstm_flops(args)
     print(f"layers={args.layers} units={args.units} n_in={args.n_in} batch={args.batch} time={args.time} "
           f"bidirectional={args.bidirectional} gflop_per_step={flops / 1e9:.2f}")
-    results = {}
+    fns, inputs = {}, {}
     for variant in args.variants.split(","):
         if variant == "keras":
-            fn = keras_step_fn(args)
+            fns[variant] = keras_step_fn(args)
         else:
-            fn = rec_step_fn(args, variant.removesuffix("-xla"), xla=variant.endswith("-xla"))
-        seconds = time_step(fn, (x, seq_lens), steps=args.steps, warmup=args.warmup)
-        results[variant] = seconds
-        print(f"unit={variant} ms_per_step={seconds * 1e3:.1f} gflops={flops / seconds / 1e9:.1f}", flush=True)
-    matmul = matmul_gflops(args.matmul_size, steps=max(5, args.steps // 2))
+            fns[variant] = rec_step_fn(args, variant.removesuffix("-xla"), xla=variant.endswith("-xla"))
+        inputs[variant] = (x, seq_lens)
+    fns["matmul"], inputs["matmul"] = matmul_fn(args.matmul_size)
+    results = time_interleaved(fns, inputs, steps=args.steps, warmup=args.warmup, rounds=args.rounds)
+    matmul = 2.0 * args.matmul_size**3 / results.pop("matmul") / 1e9
+    for variant, seconds in results.items():
+        print(f"unit={variant} ms_per_step={seconds * 1e3:.1f} gflops={flops / seconds / 1e9:.1f}")
     print(f"matmul gflops={matmul:.1f}")
     if "nativelstm" in results:
         native = results["nativelstm"]
