@@ -180,7 +180,7 @@ class Network(tf.Module):
             value = getattr(opts, field)
             for ref in ([value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []):
                 ctx.dependency(ref)
-        if isinstance(common.reuse_params, str):
+        if common.reuse_params is not None:
             self.dependency_template(common.reuse_params, requested_by=name)  # built first, but not an input
         loss_cls = get_loss_class(common.loss, where=where) if common.loss else None
         if loss_cls is not None and loss_cls.needs_target:
@@ -221,8 +221,6 @@ class Network(tf.Module):
         reuse = ctx.common.reuse_params
         if reuse is None:
             return None
-        if not isinstance(reuse, str):
-            raise ctx.error(f'"reuse_params": expected a layer name, got {reuse!r}')
         other = self.layers[reuse]
         if name not in other.params:
             raise ctx.error(f'"reuse_params": layer {reuse!r} has no param {name!r}; it has: {", ".join(other.params)}')

@@ -74,13 +74,32 @@ class CommonOpts(LayerOpts):
     dropout_on_forward: bool = False
     L2: float | None = None
     trainable: bool = True
-    reuse_params: str | dict | None = None
+    reuse_params: str | None = None
     is_output_layer: bool = False
     loss: str | None = None
     target: str | None = None
     loss_scale: float = 1.0
     loss_opts: dict | None = None
     param_init: str | float | None = None
+
+    DOCS: ClassVar[dict[str, str]] = {
+        "n_out": "the output dim; checked against the layer's output when the layer does not set it itself",
+        "out_dim": "the output feature (or vocab) Dim, checked like n_out",
+        "activation": 'applied to the output ("relu", "tanh", "softmax", ..., "a+b" chains)',
+        "dropout": "dropout rate on the layer's input, in training only",
+        "dropout_noise_shape": 'axes whose noise is shared, e.g. {"T": 1} (one mask for all frames)',
+        "dropout_on_forward": "apply dropout outside training too",
+        "L2": "weight of 0.5 * sum of squared params of this layer, added to the total loss",
+        "trainable": "False: the params are not updated",
+        "reuse_params": "name of a layer whose params (same names and shapes) this layer shares",
+        "is_output_layer": "build this layer even when no output or loss reads it",
+        "loss": 'ce, mse, l1, ctc, binary_ce, as_is (see "Losses" in the network docs)',
+        "target": 'extern data key of the loss target (default "classes"), or "layer:NAME"',
+        "loss_scale": "factor of this loss in the total loss",
+        "loss_opts": 'options of the loss, e.g. {"label_smoothing": 0.1}, {"use_normalized_loss": False}',
+        "param_init": 'initializer of params without their own init option ("glorot_uniform", 0.0, '
+                      '"random_normal(stddev=0.1)")',
+    }
 
 
 @dataclasses.dataclass
@@ -156,13 +175,15 @@ class LayerBase(tf.Module):
     computed from templates only, an ``__init__(ctx, opts)`` that makes params with ``add_param``, and
     ``__call__(sources, *, train) -> Data`` (plus ``refs`` when it asked ``ctx.dependency`` for other
     layers). ``example`` is a layer dict (without "class") that tests and docs use, ``example_extra``
-    more layers it reads; ``default_from`` is "from" when the config omits it.
+    more layers it reads, ``example_extern_data`` other extern data than the default ``data`` (dim 5)
+    and ``classes`` (sparse, dim 4); ``default_from`` is "from" when the config omits it.
     """
 
     layer_class: ClassVar[str] = ""
     Opts: ClassVar[type[LayerOpts]] = LayerOpts
     example: ClassVar[Mapping[str, Any] | None] = None
     example_extra: ClassVar[Mapping[str, Any]] = {}
+    example_extern_data: ClassVar[Mapping[str, Any] | None] = None
     default_from: ClassVar[Any] = "data"
     accepts_source_axes: ClassVar[bool] = False
 
