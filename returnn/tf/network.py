@@ -46,6 +46,11 @@ def _data_key(ref: str) -> str | None:
     return ref[len(_DATA_PREFIX):] if ref.startswith(_DATA_PREFIX) else None
 
 
+def _names_a_layer(exc: Exception) -> bool:
+    """Whether an error message already says where (a layer, or the cycle), so it is not wrapped again."""
+    return str(exc).startswith(("layer ", "network has a cycle"))
+
+
 class Network(tf.Module):
     """Layers built from a net dict; ``net(batch, train=...)`` gives ``{layer name: Data}``.
 
@@ -83,7 +88,7 @@ class Network(tf.Module):
         roots = [name for name, layer in self.net_dict.items()
                  if name == "output" or (isinstance(layer, Mapping) and (layer.get("loss") or layer.get("is_output_layer")))]
         if not roots:
-            raise LayerConfigError(f"{self.path_of('')or 'network'}: no 'output' layer and no layer with "
+            raise LayerConfigError(f"{self.path_of('') or 'network'}: no 'output' layer and no layer with "
                                    f'"loss" or "is_output_layer"; layers: {", ".join(self.net_dict) or "none"}')
         return roots
 
@@ -128,6 +133,8 @@ class Network(tf.Module):
         try:
             self._build_layer(name, layer_dict)
         except ReturnnError as exc:
+            if _names_a_layer(exc):
+                raise
             raise self._prefixed(name, layer_dict, exc) from exc
         except Exception as exc:
             where = f"layer {self.path_of(name)!r}"
@@ -138,9 +145,7 @@ class Network(tf.Module):
         return self.templates[name]
 
     def _prefixed(self, name: str, layer_dict: Any, exc: ReturnnError) -> ReturnnError:
-        """``exc`` itself when it already names a layer, else the same error type prefixed with this layer."""
-        if str(exc).startswith("layer ") or str(exc).startswith("network has a cycle"):
-            return exc
+        """The same error type, its message prefixed with this layer's path and class."""
         cls = layer_dict.get("class") if isinstance(layer_dict, Mapping) else None
         return type(exc)(f'layer {self.path_of(name)!r} (class "{cls}"): {exc}')
 
@@ -275,6 +280,8 @@ class Network(tf.Module):
             if ctx.common.activation is not None and "activation" not in type(layer).Opts.field_names():
                 out = out.replace(tensor=ctx.activation(ctx.common.activation)(out.tensor))
         except ReturnnError as exc:
+            if _names_a_layer(exc):
+                raise
             raise self._prefixed(name, self.net_dict[name], exc) from exc
         except Exception as exc:
             raise LayerConstructionError(f"{ctx.where()}: call failed: {type(exc).__name__}: {exc}") from exc
