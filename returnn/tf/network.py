@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from returnn.errors import LayerConfigError, LayerConstructionError, ReturnnError
 from returnn.tensor.data import Data
-from returnn.tensor.extern_data import ExternData, seq_len_key
+from returnn.tensor.extern_data import ExternData, batch_feed, seq_len_key
 from returnn.tf import layers as _layers  # noqa: F401  (registers every layer family)
 from returnn.tf.layers.base import CommonOpts, LayerBase, LayerContext, get_layer_class
 from returnn.tf.layers.opts import did_you_mean
@@ -233,8 +233,9 @@ class Network(tf.Module):
 
     # ---- running ----
 
-    def extern_values(self, batch: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Data]:
+    def extern_values(self, batch: Any, keys: Sequence[str]) -> dict[str, Data]:
         """``Data`` with tensors for extern keys from a batch: arrays plus ``"<key>:seq_len"`` lengths, or Data."""
+        batch = batch_feed(batch)
         values = {}
         for key in keys:
             if key not in batch:
@@ -255,8 +256,9 @@ class Network(tf.Module):
             values[key] = template.with_tensor(tensor, dyn_sizes=sizes)
         return values
 
-    def __call__(self, batch: Mapping[str, Any], *, train: bool = False) -> dict[str, Data]:
-        """Run every layer on ``batch``; ``{layer name: Data with tensor}`` in construction order."""
+    def __call__(self, batch: Any, *, train: bool = False) -> dict[str, Data]:
+        """Run every layer on ``batch`` (see ``batch_feed``); ``{layer name: Data with tensor}`` in construction order."""
+        batch = batch_feed(batch)
         extern = self.extern_values(batch, self.used_data_keys)
         values: dict[str, Data] = {f"{_DATA_PREFIX}{key}": data for key, data in extern.items()}
         values["data"] = extern.get("data")
@@ -304,7 +306,7 @@ class Network(tf.Module):
 
     # ---- losses ----
 
-    def loss_values(self, outputs: Mapping[str, Data], batch: Mapping[str, Any]) -> dict[str, LossValue]:
+    def loss_values(self, outputs: Mapping[str, Data], batch: Any) -> dict[str, LossValue]:
         """Every loss (by layer name) on the outputs of ``net(batch)``, targets read from ``batch``."""
         results = {}
         for name, loss in self.losses.items():
@@ -355,10 +357,13 @@ class Network(tf.Module):
 
     # ---- tf.function ----
 
-    def input_signature(self, keys: Sequence[str] | None = None) -> dict[str, tf.TensorSpec]:
-        """TensorSpecs (batch and dynamic dims None) for the extern keys and their seq lengths."""
+    def input_signature(self, *, with_targets: bool = False) -> dict[str, tf.TensorSpec]:
+        """TensorSpecs (batch and dynamic dims None) of the extern keys the layers read (and the loss
+        targets), with their seq lengths."""
         specs = {}
-        for key in keys if keys is not None else self.used_data_keys:
+        keys = self.used_data_keys + ([key for key in self.target_keys if key not in self.used_data_keys]
+                                      if with_targets else [])
+        for key in keys:
             template = self.extern_data[key]
             specs[key] = tf.TensorSpec(template.batch_shape, template.dtype, name=key)
             for axis, dim in enumerate(template.dims):
@@ -382,3 +387,8 @@ class Network(tf.Module):
             return result
 
         return tf.function(forward, input_signature=[self.input_signature()])
+
+    def feed(self, batch: Any, *, with_targets: bool = False) -> dict[str, Any]:
+        """The entries of ``batch`` that ``input_signature`` names (the argument of ``forward_function``)."""
+        batch = batch_feed(batch)
+        return {key: batch[key] for key in self.input_signature(with_targets=with_targets)}

@@ -41,7 +41,7 @@ def test_every_layer_example_matches_template_and_traces_once(name, cls):
     for n_batch, max_time in ((2, 4), (3, 7)):
         batch = random_batch(net.extern_data, n_batch=n_batch, max_time=max_time, seed=n_batch)
         _check_matches_template(net(batch, train=False)["output"], template)
-        traced = forward({key: value for key, value in batch.items() if key in net.input_signature()})
+        traced = forward(net.feed(batch))
         assert traced["output"].shape.rank == template.batch_ndim
         assert np.isfinite(np.asarray(traced["output"], dtype=np.float64)).all()
     assert forward.experimental_get_tracing_count() == 1

@@ -120,6 +120,6 @@ def test_blstm_network_traces_once_under_tf_function():
     forward = net.forward_function(["output"])
     for n_batch, max_time in ((2, 5), (3, 8)):
         batch = random_batch(net.extern_data, n_batch=n_batch, max_time=max_time, seed=n_batch)
-        result = forward({key: batch[key] for key in ("data", "data:seq_len")})
+        result = forward(net.feed(batch))
         np.testing.assert_allclose(result["output"].numpy(), net(batch)["output"].numpy(), rtol=1e-5)
     assert forward.experimental_get_tracing_count() == 1
