@@ -55,8 +55,8 @@ class Network(tf.Module):
     """Layers built from a net dict; ``net(batch, train=...)`` gives ``{layer name: Data}``.
 
     Built from the ``output`` layer, layers with a ``loss`` and layers with ``is_output_layer``;
-    everything they read is built first. ``parent`` / ``parent_ctx`` are set for a subnetwork, whose
-    ``"base:x"`` reads layer ``x`` of the enclosing network.
+    everything they read is built first. ``parent_ctx`` (the subnetwork layer's context) is set for a
+    subnetwork, whose ``"base:x"`` reads layer ``x`` of the enclosing network.
     """
 
     def __init__(self, net_dict: Mapping[str, Any], *, extern_data: ExternData | Mapping[str, Any],
@@ -149,8 +149,8 @@ class Network(tf.Module):
         cls = layer_dict.get("class") if isinstance(layer_dict, Mapping) else None
         return type(exc)(f'layer {self.path_of(name)!r} (class "{cls}"): {exc}')
 
-    def _split_opts(self, name: str, layer_dict: Any) -> tuple[type[LayerBase], dict, dict, list[str]]:
-        """Layer class, its own options, the common options and the source names from a layer dict."""
+    def _split_opts(self, name: str, layer_dict: Any) -> tuple[type[LayerBase], dict, dict, list[tuple[str, Any]]]:
+        """Layer class, its own options, the common options and the ``(source, axis)`` pairs of a layer dict."""
         if not isinstance(layer_dict, Mapping) or "class" not in layer_dict:
             raise LayerConfigError(f'layer {self.path_of(name)!r}: expected a dict with "class", got {layer_dict!r}')
         cls = get_layer_class(layer_dict["class"])
@@ -226,6 +226,8 @@ class Network(tf.Module):
         reuse = ctx.common.reuse_params
         if reuse is None:
             return None
+        if reuse not in self.layers:
+            raise ctx.error(f'"reuse_params": {reuse!r} is not a layer of this network')
         other = self.layers[reuse]
         if name not in other.params:
             raise ctx.error(f'"reuse_params": layer {reuse!r} has no param {name!r}; it has: {", ".join(other.params)}')
@@ -275,8 +277,8 @@ class Network(tf.Module):
         try:
             sources = [self._dropout(values[ref], ctx.common, train=train) for ref in self._sources[name]]
             with tf.name_scope(layer.name):
-                if ctx.deps:
-                    out = layer(sources, train=train, refs={ref: values[ref] for ref in ctx.deps})
+                if ctx.ref_templates:
+                    out = layer(sources, train=train, refs={ref: values[ref] for ref in ctx.ref_templates})
                 else:
                     out = layer(sources, train=train)
             if ctx.common.activation is not None and "activation" not in type(layer).Opts.field_names():

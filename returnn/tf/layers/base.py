@@ -112,8 +112,7 @@ class LayerContext:
     sources: list[Data]
     common: CommonOpts
     source_axes: list[Any] = dataclasses.field(default_factory=list)  # axes of (name, axis) "from" pairs
-    deps: dict[str, str] = dataclasses.field(default_factory=dict)  # ref key -> resolved layer name
-    ref_templates: dict[str, Data] = dataclasses.field(default_factory=dict)
+    ref_templates: dict[str, Data] = dataclasses.field(default_factory=dict)  # layers read besides "from"
     target: Data | None = None  # template of the loss target, when the layer has a loss with one
     out: Data | None = None
     state: dict[str, Any] = dataclasses.field(default_factory=dict)  # out_template -> __init__ hand-over
@@ -138,7 +137,6 @@ class LayerContext:
     def dependency(self, name: str) -> Data:
         """Template of another layer (``"base:x"``, ``"data:key"`` too) this layer reads; built first."""
         template = self.network.dependency_template(name, requested_by=self.name)
-        self.deps[name] = name
         self.ref_templates[name] = template
         return template
 

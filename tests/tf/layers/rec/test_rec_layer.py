@@ -86,7 +86,7 @@ def _blstm_net(unit: str) -> dict:
     for i in range(3):
         for name, direction in (("fw", 1), ("bw", -1)):
             net[f"lstm{i}_{name}"] = {"class": "rec", "unit": unit, "n_out": 6, "direction": direction, "from": src,
-                                      "dropout": 0.1}
+                                      "dropout": 0.1, "L2": 0.01}
         src = [f"lstm{i}_fw", f"lstm{i}_bw"]
     net["output"] = {"class": "softmax", "loss": "ce", "from": src}
     return net
