@@ -21,6 +21,21 @@ def seq_len_key(key: str, axis: int | None = None) -> str:
     return f"{key}:seq_len" if axis is None else f"{key}:size{axis}"
 
 
+def batch_feed(batch: Any) -> Mapping[str, Any]:
+    """A batch as one flat mapping ``{key: array, "key:seq_len": lengths}``.
+
+    Takes such a mapping as it is, or an object with ``data`` and ``seq_lens`` dicts by key
+    (``returnn.datasets.batching.Batch``).
+    """
+    if isinstance(batch, Mapping):
+        return batch
+    if hasattr(batch, "data") and hasattr(batch, "seq_lens"):
+        feed = dict(batch.data)
+        feed.update({seq_len_key(key): lens for key, lens in batch.seq_lens.items()})
+        return feed
+    raise TypeError(f"a batch must be a dict of arrays or have .data and .seq_lens, got {type(batch).__name__}")
+
+
 def _data_from_dims(key: str, opts: Mapping[str, Any]) -> Data:
     """New-style entry: ``{"dims": [batch_dim, time_dim, feature_dim], "sparse_dim": vocab}``."""
     dims = tuple(opts["dims"])

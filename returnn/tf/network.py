@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from returnn.errors import LayerConfigError, LayerConstructionError, ReturnnError
 from returnn.tensor.data import Data
-from returnn.tensor.extern_data import ExternData, seq_len_key
+from returnn.tensor.extern_data import ExternData, batch_feed, seq_len_key
 from returnn.tf import layers as _layers  # noqa: F401  (registers every layer family)
 from returnn.tf.layers.base import CommonOpts, LayerBase, LayerContext, get_layer_class
 from returnn.tf.layers.opts import did_you_mean
@@ -46,12 +46,17 @@ def _data_key(ref: str) -> str | None:
     return ref[len(_DATA_PREFIX):] if ref.startswith(_DATA_PREFIX) else None
 
 
+def _names_a_layer(exc: Exception) -> bool:
+    """Whether an error message already says where (a layer, or the cycle), so it is not wrapped again."""
+    return str(exc).startswith(("layer ", "network has a cycle"))
+
+
 class Network(tf.Module):
     """Layers built from a net dict; ``net(batch, train=...)`` gives ``{layer name: Data}``.
 
     Built from the ``output`` layer, layers with a ``loss`` and layers with ``is_output_layer``;
-    everything they read is built first. ``parent`` / ``parent_ctx`` are set for a subnetwork, whose
-    ``"base:x"`` reads layer ``x`` of the enclosing network.
+    everything they read is built first. ``parent_ctx`` (the subnetwork layer's context) is set for a
+    subnetwork, whose ``"base:x"`` reads layer ``x`` of the enclosing network.
     """
 
     def __init__(self, net_dict: Mapping[str, Any], *, extern_data: ExternData | Mapping[str, Any],
@@ -83,7 +88,7 @@ class Network(tf.Module):
         roots = [name for name, layer in self.net_dict.items()
                  if name == "output" or (isinstance(layer, Mapping) and (layer.get("loss") or layer.get("is_output_layer")))]
         if not roots:
-            raise LayerConfigError(f"{self.path_of('')or 'network'}: no 'output' layer and no layer with "
+            raise LayerConfigError(f"{self.path_of('') or 'network'}: no 'output' layer and no layer with "
                                    f'"loss" or "is_output_layer"; layers: {", ".join(self.net_dict) or "none"}')
         return roots
 
@@ -128,6 +133,8 @@ class Network(tf.Module):
         try:
             self._build_layer(name, layer_dict)
         except ReturnnError as exc:
+            if _names_a_layer(exc):
+                raise
             raise self._prefixed(name, layer_dict, exc) from exc
         except Exception as exc:
             where = f"layer {self.path_of(name)!r}"
@@ -138,14 +145,12 @@ class Network(tf.Module):
         return self.templates[name]
 
     def _prefixed(self, name: str, layer_dict: Any, exc: ReturnnError) -> ReturnnError:
-        """``exc`` itself when it already names a layer, else the same error type prefixed with this layer."""
-        if str(exc).startswith("layer ") or str(exc).startswith("network has a cycle"):
-            return exc
+        """The same error type, its message prefixed with this layer's path and class."""
         cls = layer_dict.get("class") if isinstance(layer_dict, Mapping) else None
         return type(exc)(f'layer {self.path_of(name)!r} (class "{cls}"): {exc}')
 
-    def _split_opts(self, name: str, layer_dict: Any) -> tuple[type[LayerBase], dict, dict, list[str]]:
-        """Layer class, its own options, the common options and the source names from a layer dict."""
+    def _split_opts(self, name: str, layer_dict: Any) -> tuple[type[LayerBase], dict, dict, list[tuple[str, Any]]]:
+        """Layer class, its own options, the common options and the ``(source, axis)`` pairs of a layer dict."""
         if not isinstance(layer_dict, Mapping) or "class" not in layer_dict:
             raise LayerConfigError(f'layer {self.path_of(name)!r}: expected a dict with "class", got {layer_dict!r}')
         cls = get_layer_class(layer_dict["class"])
@@ -180,7 +185,7 @@ class Network(tf.Module):
             value = getattr(opts, field)
             for ref in ([value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []):
                 ctx.dependency(ref)
-        if isinstance(common.reuse_params, str):
+        if common.reuse_params is not None:
             self.dependency_template(common.reuse_params, requested_by=name)  # built first, but not an input
         loss_cls = get_loss_class(common.loss, where=where) if common.loss else None
         if loss_cls is not None and loss_cls.needs_target:
@@ -221,8 +226,8 @@ class Network(tf.Module):
         reuse = ctx.common.reuse_params
         if reuse is None:
             return None
-        if not isinstance(reuse, str):
-            raise ctx.error(f'"reuse_params": expected a layer name, got {reuse!r}')
+        if reuse not in self.layers:
+            raise ctx.error(f'"reuse_params": {reuse!r} is not a layer of this network')
         other = self.layers[reuse]
         if name not in other.params:
             raise ctx.error(f'"reuse_params": layer {reuse!r} has no param {name!r}; it has: {", ".join(other.params)}')
@@ -230,8 +235,9 @@ class Network(tf.Module):
 
     # ---- running ----
 
-    def extern_values(self, batch: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Data]:
+    def extern_values(self, batch: Any, keys: Sequence[str]) -> dict[str, Data]:
         """``Data`` with tensors for extern keys from a batch: arrays plus ``"<key>:seq_len"`` lengths, or Data."""
+        batch = batch_feed(batch)
         values = {}
         for key in keys:
             if key not in batch:
@@ -252,8 +258,9 @@ class Network(tf.Module):
             values[key] = template.with_tensor(tensor, dyn_sizes=sizes)
         return values
 
-    def __call__(self, batch: Mapping[str, Any], *, train: bool = False) -> dict[str, Data]:
-        """Run every layer on ``batch``; ``{layer name: Data with tensor}`` in construction order."""
+    def __call__(self, batch: Any, *, train: bool = False) -> dict[str, Data]:
+        """Run every layer on ``batch`` (see ``batch_feed``); ``{layer name: Data with tensor}`` in construction order."""
+        batch = batch_feed(batch)
         extern = self.extern_values(batch, self.used_data_keys)
         values: dict[str, Data] = {f"{_DATA_PREFIX}{key}": data for key, data in extern.items()}
         values["data"] = extern.get("data")
@@ -270,13 +277,15 @@ class Network(tf.Module):
         try:
             sources = [self._dropout(values[ref], ctx.common, train=train) for ref in self._sources[name]]
             with tf.name_scope(layer.name):
-                if ctx.deps:
-                    out = layer(sources, train=train, refs={ref: values[ref] for ref in ctx.deps})
+                if ctx.ref_templates:
+                    out = layer(sources, train=train, refs={ref: values[ref] for ref in ctx.ref_templates})
                 else:
                     out = layer(sources, train=train)
             if ctx.common.activation is not None and "activation" not in type(layer).Opts.field_names():
                 out = out.replace(tensor=ctx.activation(ctx.common.activation)(out.tensor))
         except ReturnnError as exc:
+            if _names_a_layer(exc):
+                raise
             raise self._prefixed(name, self.net_dict[name], exc) from exc
         except Exception as exc:
             raise LayerConstructionError(f"{ctx.where()}: call failed: {type(exc).__name__}: {exc}") from exc
@@ -299,7 +308,7 @@ class Network(tf.Module):
 
     # ---- losses ----
 
-    def loss_values(self, outputs: Mapping[str, Data], batch: Mapping[str, Any]) -> dict[str, LossValue]:
+    def loss_values(self, outputs: Mapping[str, Data], batch: Any) -> dict[str, LossValue]:
         """Every loss (by layer name) on the outputs of ``net(batch)``, targets read from ``batch``."""
         results = {}
         for name, loss in self.losses.items():
@@ -350,10 +359,13 @@ class Network(tf.Module):
 
     # ---- tf.function ----
 
-    def input_signature(self, keys: Sequence[str] | None = None) -> dict[str, tf.TensorSpec]:
-        """TensorSpecs (batch and dynamic dims None) for the extern keys and their seq lengths."""
+    def input_signature(self, *, with_targets: bool = False) -> dict[str, tf.TensorSpec]:
+        """TensorSpecs (batch and dynamic dims None) of the extern keys the layers read (and the loss
+        targets), with their seq lengths."""
         specs = {}
-        for key in keys if keys is not None else self.used_data_keys:
+        keys = self.used_data_keys + ([key for key in self.target_keys if key not in self.used_data_keys]
+                                      if with_targets else [])
+        for key in keys:
             template = self.extern_data[key]
             specs[key] = tf.TensorSpec(template.batch_shape, template.dtype, name=key)
             for axis, dim in enumerate(template.dims):
@@ -377,3 +389,8 @@ class Network(tf.Module):
             return result
 
         return tf.function(forward, input_signature=[self.input_signature()])
+
+    def feed(self, batch: Any, *, with_targets: bool = False) -> dict[str, Any]:
+        """The entries of ``batch`` that ``input_signature`` names (the argument of ``forward_function``)."""
+        batch = batch_feed(batch)
+        return {key: batch[key] for key in self.input_signature(with_targets=with_targets)}

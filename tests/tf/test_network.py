@@ -8,6 +8,7 @@ from returnn.errors import LayerConfigError, LayerConstructionError
 from returnn.tensor.data import Data
 from returnn.testing import build_network, random_batch
 from returnn.tf.layers import LAYER_CLASSES, LayerBase, LayerContext, LayerOpts, register_layer
+from returnn.tf.layers.opts import layer_ref
 
 EXTERN = {"data": {"dim": 5}, "classes": {"dim": 4, "sparse": True}}
 
@@ -193,7 +194,7 @@ def test_network_forward_function_traces_once_for_dynamic_shapes():
     forward = net.forward_function(["output"])
     for n_batch, max_time in ((2, 5), (4, 9)):
         batch = random_batch(net.extern_data, n_batch=n_batch, max_time=max_time)
-        result = forward({key: batch[key] for key in ("data", "data:seq_len")})
+        result = forward(net.feed(batch))
         assert result["output"].shape == (n_batch, max_time, 4)
         np.testing.assert_array_equal(result["output:seq_len"].numpy(), batch.seq_lens("data"))
         np.testing.assert_allclose(result["output"].numpy(), net(batch)["output"].numpy(), rtol=1e-5)
@@ -204,3 +205,71 @@ def test_network_missing_batch_key_is_clear():
     net = build_network({"output": {"class": "copy"}}, extern_data=EXTERN)
     with pytest.raises(LayerConstructionError, match="batch has no key 'data'"):
         net({"classes": np.zeros([1, 2], np.int32)})
+
+
+def test_network_train_step_function_with_targets_traces_once():
+    net = build_network({"output": {"class": "softmax", "loss": "ce"}}, extern_data=EXTERN)
+    assert sorted(net.input_signature()) == ["data", "data:seq_len"]
+    assert sorted(net.input_signature(with_targets=True)) == ["classes", "classes:seq_len", "data", "data:seq_len"]
+
+    @tf.function(input_signature=[net.input_signature(with_targets=True)])
+    def loss_fn(batch):
+        return net.total_loss(net.loss_values(net(batch, train=True), batch))
+
+    for n_batch, max_time in ((2, 3), (5, 8)):
+        batch = random_batch(net.extern_data, n_batch=n_batch, max_time=max_time, seed=n_batch)
+        want = net.total_loss(net.loss_values(net(batch), batch)).numpy()
+        np.testing.assert_allclose(loss_fn(net.feed(batch, with_targets=True)).numpy(), want, rtol=1e-5)
+    assert loss_fn.experimental_get_tracing_count() == 1
+
+
+class _DatasetBatch:
+    """Shaped like returnn.datasets.batching.Batch: .data and .seq_lens dicts."""
+
+    def __init__(self, batch):
+        self.data = {key: value for key, value in batch.items() if ":" not in key}
+        self.seq_lens = {key: batch.seq_lens(key) for key in self.data}
+
+
+def test_network_takes_dataset_batch_objects():
+    net = build_network({"output": {"class": "softmax", "loss": "ce"}}, extern_data=EXTERN)
+    batch = random_batch(net.extern_data, seed=4, pad_value=9.0)
+    obj = _DatasetBatch(batch)
+    np.testing.assert_array_equal(net(obj)["output"].seq_lens.numpy(), batch.seq_lens("data"))
+    np.testing.assert_allclose(net.loss_values(net(obj), obj)["output"].loss.numpy(),
+                               net.loss_values(net(batch), batch)["output"].loss.numpy(), rtol=1e-6)
+    with pytest.raises(TypeError, match="a batch must be a dict"):
+        net([1, 2])
+
+
+@register_layer("test_gate")
+class _GateLayer(LayerBase):
+    """Test layer: its input times the layer named by "gate" (an option naming a layer)."""
+
+    example = {"from": "data", "gate": "data"}
+
+    class Opts(LayerOpts):
+        gate: str = layer_ref()
+
+    @classmethod
+    def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
+        assert ctx.ref_templates[opts.gate].dim == 5  # the network resolved the layer_ref option already
+        return ctx.input_template()
+
+    def __init__(self, ctx: LayerContext, opts: Opts):
+        super().__init__(ctx)
+        self.gate = opts.gate
+
+    def __call__(self, sources: Sequence[Data], *, train: bool, refs) -> Data:
+        return self.out.with_tensor(sources[0].tensor * refs[self.gate].tensor, like=sources[0])
+
+
+def test_network_layer_ref_options_are_built_first_and_passed():
+    net = build_network({"output": {"class": "test_gate", "gate": "g"},
+                         "g": {"class": "activation", "activation": "sigmoid"}}, extern_data=EXTERN)
+    assert list(net.layers) == ["g", "output"]
+    batch = random_batch(net.extern_data, seed=1)
+    x = batch["data"]
+    np.testing.assert_allclose(net(batch)["output"].numpy(), x / (1 + np.exp(-x)), rtol=1e-5)
+    with pytest.raises(LayerConfigError, match=r"layer 'output': no layer 'gg'"):
+        build_network({"output": {"class": "test_gate", "gate": "gg"}}, extern_data=EXTERN)

@@ -74,13 +74,32 @@ class CommonOpts(LayerOpts):
     dropout_on_forward: bool = False
     L2: float | None = None
     trainable: bool = True
-    reuse_params: str | dict | None = None
+    reuse_params: str | None = None
     is_output_layer: bool = False
     loss: str | None = None
     target: str | None = None
     loss_scale: float = 1.0
     loss_opts: dict | None = None
     param_init: str | float | None = None
+
+    DOCS: ClassVar[dict[str, str]] = {
+        "n_out": "the output dim; checked against the layer's output when the layer does not set it itself",
+        "out_dim": "the output feature (or vocab) Dim, checked like n_out",
+        "activation": 'applied to the output ("relu", "tanh", "softmax", ..., "a+b" chains)',
+        "dropout": "dropout rate on the layer's input, in training only",
+        "dropout_noise_shape": 'axes whose noise is shared, e.g. {"T": 1} (one mask for all frames)',
+        "dropout_on_forward": "apply dropout outside training too",
+        "L2": "weight of 0.5 * sum of squared params of this layer, added to the total loss",
+        "trainable": "False: the params are not updated",
+        "reuse_params": "name of a layer whose params (same names and shapes) this layer shares",
+        "is_output_layer": "build this layer even when no output or loss reads it",
+        "loss": 'ce, mse, l1, ctc, binary_ce, as_is (see "Losses" in the network docs)',
+        "target": 'extern data key of the loss target (default "classes"), or "layer:NAME"',
+        "loss_scale": "factor of this loss in the total loss",
+        "loss_opts": 'options of the loss, e.g. {"label_smoothing": 0.1}, {"use_normalized_loss": False}',
+        "param_init": 'initializer of params without their own init option ("glorot_uniform", 0.0, '
+                      '"random_normal(stddev=0.1)")',
+    }
 
 
 @dataclasses.dataclass
@@ -93,8 +112,7 @@ class LayerContext:
     sources: list[Data]
     common: CommonOpts
     source_axes: list[Any] = dataclasses.field(default_factory=list)  # axes of (name, axis) "from" pairs
-    deps: dict[str, str] = dataclasses.field(default_factory=dict)  # ref key -> resolved layer name
-    ref_templates: dict[str, Data] = dataclasses.field(default_factory=dict)
+    ref_templates: dict[str, Data] = dataclasses.field(default_factory=dict)  # layers read besides "from"
     target: Data | None = None  # template of the loss target, when the layer has a loss with one
     out: Data | None = None
     state: dict[str, Any] = dataclasses.field(default_factory=dict)  # out_template -> __init__ hand-over
@@ -119,7 +137,6 @@ class LayerContext:
     def dependency(self, name: str) -> Data:
         """Template of another layer (``"base:x"``, ``"data:key"`` too) this layer reads; built first."""
         template = self.network.dependency_template(name, requested_by=self.name)
-        self.deps[name] = name
         self.ref_templates[name] = template
         return template
 
@@ -156,13 +173,15 @@ class LayerBase(tf.Module):
     computed from templates only, an ``__init__(ctx, opts)`` that makes params with ``add_param``, and
     ``__call__(sources, *, train) -> Data`` (plus ``refs`` when it asked ``ctx.dependency`` for other
     layers). ``example`` is a layer dict (without "class") that tests and docs use, ``example_extra``
-    more layers it reads; ``default_from`` is "from" when the config omits it.
+    more layers it reads, ``example_extern_data`` other extern data than the default ``data`` (dim 5)
+    and ``classes`` (sparse, dim 4); ``default_from`` is "from" when the config omits it.
     """
 
     layer_class: ClassVar[str] = ""
     Opts: ClassVar[type[LayerOpts]] = LayerOpts
     example: ClassVar[Mapping[str, Any] | None] = None
     example_extra: ClassVar[Mapping[str, Any]] = {}
+    example_extern_data: ClassVar[Mapping[str, Any] | None] = None
     default_from: ClassVar[Any] = "data"
     accepts_source_axes: ClassVar[bool] = False
 

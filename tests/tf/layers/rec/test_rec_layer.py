@@ -86,7 +86,7 @@ def _blstm_net(unit: str) -> dict:
     for i in range(3):
         for name, direction in (("fw", 1), ("bw", -1)):
             net[f"lstm{i}_{name}"] = {"class": "rec", "unit": unit, "n_out": 6, "direction": direction, "from": src,
-                                      "dropout": 0.1}
+                                      "dropout": 0.1, "L2": 0.01}
         src = [f"lstm{i}_fw", f"lstm{i}_bw"]
     net["output"] = {"class": "softmax", "loss": "ce", "from": src}
     return net
@@ -120,6 +120,6 @@ def test_blstm_network_traces_once_under_tf_function():
     forward = net.forward_function(["output"])
     for n_batch, max_time in ((2, 5), (3, 8)):
         batch = random_batch(net.extern_data, n_batch=n_batch, max_time=max_time, seed=n_batch)
-        result = forward({key: batch[key] for key in ("data", "data:seq_len")})
+        result = forward(net.feed(batch))
         np.testing.assert_allclose(result["output"].numpy(), net(batch)["output"].numpy(), rtol=1e-5)
     assert forward.experimental_get_tracing_count() == 1
