@@ -23,7 +23,7 @@ import tensorflow as tf  # noqa: E402
 from returnn.config import Config  # noqa: E402
 from returnn.log import init_log  # noqa: E402
 from returnn.tf.engine import Engine  # noqa: E402
-from returnn.tf.steps import batch_feed, make_train_step  # noqa: E402
+from returnn.tf.steps import feed_for_signature, make_train_step  # noqa: E402
 
 
 def make_config(args: argparse.Namespace, model_dir: str) -> Config:
@@ -63,7 +63,7 @@ def time_plain_loop(engine: Engine, repeats: int) -> float:
     dataset = engine.dataset("train", train=True)
     step, signature = make_train_step(engine.network, engine.updater)
     with engine._batches(dataset, 1, train=True) as batches:
-        feeds = [{k: tf.constant(v) for k, v in batch_feed(b, signature).items()} for b in batches]
+        feeds = [{k: tf.constant(v) for k, v in feed_for_signature(b, signature).items()} for b in batches]
     for feed in feeds:
         step(feed)
     start = time.perf_counter()

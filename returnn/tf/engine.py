@@ -26,7 +26,7 @@ from returnn.tf import checkpoint as ckpt
 from returnn.tf.model_cleanup import cleanup_options, epochs_to_delete
 from returnn.tf.network import Network
 from returnn.tf.pretrain import pretrain_from_config
-from returnn.tf.steps import ScoreAccumulator, batch_feed, make_eval_step, make_train_step, warn_on_retrace
+from returnn.tf.steps import ScoreAccumulator, feed_for_signature, make_eval_step, make_train_step, warn_on_retrace
 from returnn.tf.updater import Updater
 from returnn.util.progress import StepReporter, format_scores
 
@@ -223,7 +223,7 @@ class Engine:
         with self._batches(dataset, epoch, train=True) as batches:
             for batch in batches:
                 step_start = time.monotonic()
-                losses, total, grad_norm = train_step(batch_feed(batch, signature))
+                losses, total, grad_norm = train_step(feed_for_signature(batch, signature))
                 step_scores = accumulator.add(losses)
                 total = float(total)
                 if stop_on_nonfinite and not math.isfinite(total):
@@ -259,7 +259,7 @@ class Engine:
         accumulator = ScoreAccumulator()
         with self._batches(dataset, epoch, train=False) as batches:
             for batch in batches:
-                accumulator.add(step(batch_feed(batch, signature)))
+                accumulator.add(step(feed_for_signature(batch, signature)))
         warn_on_retrace(step, "eval")
         return accumulator
 

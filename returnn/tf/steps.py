@@ -20,18 +20,7 @@ from returnn.tf.network import Network
 from returnn.tf.updater import Updater
 
 
-def step_data_keys(network: Network, *, with_targets: bool) -> list[str]:
-    """Extern data keys a step needs: what layers read, plus the losses' targets when scoring."""
-    keys = list(network.used_data_keys)
-    if with_targets:
-        for loss in network.losses.values():
-            target = loss.target_name
-            if loss.needs_target and not target.startswith("layer:") and target not in keys:
-                keys.append(target)
-    return keys
-
-
-def batch_feed(batch: Batch, signature: Mapping[str, tf.TensorSpec]) -> dict[str, np.ndarray]:
+def feed_for_signature(batch: Batch, signature: Mapping[str, tf.TensorSpec]) -> dict[str, np.ndarray]:
     """The step's input dict from a padded batch, in the signature's dtypes."""
     feed = {}
     for name, spec in signature.items():
@@ -50,7 +39,7 @@ def batch_feed(batch: Batch, signature: Mapping[str, tf.TensorSpec]) -> dict[str
 
 def make_train_step(network: Network, updater: Updater, *, jit_compile: bool = False) -> tuple[Callable, dict]:
     """(step, signature): ``step(feed) -> {loss name: (loss, error, frames)}, total, grad norm``, updating params."""
-    signature = network.input_signature(step_data_keys(network, with_targets=True))
+    signature = network.input_signature(with_targets=True)
     variables = updater.variables_to_train
 
     def train_step(feed):
@@ -67,7 +56,7 @@ def make_train_step(network: Network, updater: Updater, *, jit_compile: bool = F
 
 def make_eval_step(network: Network) -> tuple[Callable, dict]:
     """(step, signature): ``step(feed) -> {loss name: (loss, error, frames)}`` without updates or dropout."""
-    signature = network.input_signature(step_data_keys(network, with_targets=True))
+    signature = network.input_signature(with_targets=True)
 
     def eval_step(feed):
         outputs = network(feed, train=False)
