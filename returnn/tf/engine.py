@@ -55,6 +55,7 @@ class Engine:
         self.epoch = 0
         self._eval_step = None
         self._summary_writer = None
+        self._steps_last_epoch: int | None = None
 
     # ---- datasets --------------------------------------------------------------------------
 
@@ -201,7 +202,7 @@ class Engine:
         learning_rate = self.lr_control.get_learning_rate_for_epoch(epoch)
         self.updater.set_learning_rate(learning_rate)
         start = time.monotonic()
-        scores = self._run_train_epoch(epoch, train_data, train_step, signature)
+        scores = self._run_train_epoch(epoch, train_data, train_step, signature, learning_rate=learning_rate)
         errors = scores.epoch_error_dict("train")
         summary = [f"train: {format_scores(_flat(errors))}"]
         for key, dataset in eval_sets.items():
@@ -216,13 +217,22 @@ class Engine:
         self._write_epoch_summary(epoch, learning_rate, errors)
         logger.info(f"epoch {epoch} lr {learning_rate:.4g} {'; '.join(summary)}; {time.monotonic() - start:.1f} sec")
 
-    def _run_train_epoch(self, epoch: int, dataset: Dataset, train_step, signature) -> ScoreAccumulator:
+    def _run_train_epoch(self, epoch: int, dataset: Dataset, train_step, signature, *,
+                         learning_rate: float | None = None) -> ScoreAccumulator:
         accumulator = ScoreAccumulator()
-        reporter = StepReporter(f"ep {epoch} train", expected_steps=None)
+        reporter = StepReporter(f"ep {epoch} train", expected_steps=self._steps_last_epoch)
         stop_on_nonfinite = self.config.bool("stop_on_nonfinite_train_score", True)
+        dynamic_lr = self.config.typed_value("dynamic_learning_rate")
+        if dynamic_lr is not None and not callable(dynamic_lr):
+            raise ConfigError(f'config key "dynamic_learning_rate": expected a function '
+                              f"(*, global_train_step, epoch, learning_rate, **kwargs) -> float, got {dynamic_lr!r}")
         with self._batches(dataset, epoch, train=True) as batches:
             for batch in batches:
                 step_start = time.monotonic()
+                if dynamic_lr is not None:
+                    self.updater.set_learning_rate(float(dynamic_lr(
+                        global_train_step=int(self.updater.global_train_step.numpy()), epoch=epoch,
+                        learning_rate=learning_rate if learning_rate is not None else float(self.updater.learning_rate.numpy()))))
                 losses, total, grad_norm = train_step(feed_for_signature(batch, signature))
                 step_scores = accumulator.add(losses)
                 total = float(total)
@@ -235,6 +245,7 @@ class Engine:
                               step_time=time.monotonic() - step_start)
                 self._write_step_summary(step_scores, float(grad_norm))
         reporter.finish()
+        self._steps_last_epoch = reporter.steps
         if not accumulator.sums:
             raise ConfigError(f"epoch {epoch}: the train dataset gave no batch (check batch_size, max_seq_length)")
         return accumulator

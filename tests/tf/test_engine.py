@@ -162,3 +162,45 @@ def test_engine_sigkill_then_rerun_resumes_from_last_complete_epoch(tmp_path, mo
     assert [history[e].learning_rate for e in history] == [reference[e].learning_rate for e in reference]
     for epoch in history:
         assert set(history[epoch].error) == set(reference[epoch].error)
+
+
+def test_engine_dynamic_learning_rate_function_per_step(tmp_path):
+    seen = []
+
+    def dynamic_learning_rate(*, global_train_step, epoch, learning_rate, **kwargs):
+        seen.append((global_train_step, epoch, learning_rate))
+        return learning_rate * min(1.0, (global_train_step + 1) / 4)  # linear warm-up over 4 steps
+
+    engine = Engine(Config(tiny_config(tmp_path, num_epochs=1, dynamic_learning_rate=dynamic_learning_rate)))
+    engine.train()
+    assert [s[0] for s in seen] == list(range(len(seen))) and len(seen) >= 4
+    assert all(e == 1 and lr == 0.01 for _, e, lr in seen)
+    assert float(engine.updater.learning_rate.numpy()) == pytest.approx(0.01)
+
+
+def test_engine_steps_trace_once_over_batches_of_different_shapes(tmp_path, caplog):
+    engine = Engine(Config(tiny_config(tmp_path, num_epochs=2, batch_size=150, max_seqs=7)))
+    engine.train()
+    assert "traced" not in caplog.text
+    assert engine._eval_step[0].experimental_get_tracing_count() == 1
+
+
+def test_engine_jit_compile_train_step(tmp_path):
+    fixed_length = {"class": "DummyDataset", "input_dim": 9, "output_dim": 2, "num_seqs": 12, "seq_len": 5}
+    engine = Engine(Config(tiny_config(tmp_path, num_epochs=1, jit_compile=True, train=fixed_length, dev=None,
+                                       batch_size=20, max_seqs=4)))  # one batch shape: XLA compiles per shape
+    engine.train()
+    assert ckpt.existing_epochs(str(tmp_path / "out" / "net")) == [1]
+
+
+@pytest.mark.slow
+def test_engine_lstm_learns_12ax_task(tmp_path):
+    network = {"lstm0": {"class": "rec", "unit": "nativelstm", "n_out": 32, "from": "data"},
+               "output": {"class": "softmax", "loss": "ce", "from": "lstm0"}}
+    config = tiny_config(tmp_path, network=network, num_epochs=6, learning_rate=0.01, batch_size=2000, max_seqs=20,
+                         learning_rate_control="constant", gradient_clip_global_norm=5.0,
+                         train={"class": "Task12AXDataset", "num_seqs": 500, "fixed_random_seed": 3},
+                         dev={"class": "Task12AXDataset", "num_seqs": 50, "fixed_random_seed": 1})
+    run_train(Config(config))
+    history = read_learning_rate_file(str(tmp_path / "out" / "lr"))
+    assert history[6].error["dev_error"] < 0.02  # the majority-class baseline is at 0.16
