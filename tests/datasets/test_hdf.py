@@ -199,3 +199,24 @@ def test_hdf_seq_ordering_sorted_uses_lengths(spec_example):
     ds.init_seq_order(epoch=1)
     assert [ds.get_tag(i) for i in range(2)] == ["seq-1", "seq-0"]
     np.testing.assert_array_equal(_seq(ds, 0)["classes"], [4, 0])
+
+
+def test_hdf_bulk_reads_across_files_match_single_reads(tmp_path):
+    from returnn.datasets import dump_dataset
+
+    paths = []
+    for part in range(2):
+        src = init_dataset({"class": "SyntheticSpeechDataset", "num_seqs": 9, "fixed_random_seed": part})
+        paths.append(str(tmp_path / f"p{part}.hdf"))
+        dump_dataset(src, paths[-1])
+    bulk = init_dataset({"class": "HDFDataset", "files": paths, "seq_ordering": "random"})
+    single = init_dataset({"class": "HDFDataset", "files": paths, "seq_ordering": "random", "cache_byte_size": 20000})
+    bulk.init_seq_order(epoch=3)
+    single.init_seq_order(epoch=3)
+    bulk.load_seqs(0, bulk.num_seqs)
+    assert bulk.num_seqs == 18
+    for i in range(18):
+        assert bulk.get_tag(i) == single.get_tag(i)
+        for key in ("data", "classes"):
+            np.testing.assert_array_equal(bulk.get_data(i, key), _seq(single, i)[key])
+    assert 0 < single._lru_bytes <= 20000 and len(single._lru) < 18
