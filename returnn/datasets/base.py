@@ -35,6 +35,20 @@ def read_text_lines(path: str) -> list[str]:
         raise DatasetError(f"cannot read file {path!r}: {exc}") from exc
 
 
+class DatasetSeq:
+    """One generated sequence: ``features`` (array or {key: array}), ``targets`` (array -> "classes", or dict)."""
+
+    def __init__(self, seq_idx: int, features: Any, targets: Any = None, seq_tag: str | None = None):
+        self.seq_idx = seq_idx
+        self.seq_tag = seq_tag if seq_tag is not None else f"seq-{seq_idx}"
+        data = dict(features) if isinstance(features, dict) else {"data": features}
+        if isinstance(targets, dict):
+            data.update(targets)
+        elif targets is not None:
+            data["classes"] = targets
+        self.features = {key: np.asarray(value) for key, value in data.items()}
+
+
 class Dataset:
     """A list of sequences {data key: array}, with tags, reordered per epoch."""
 
@@ -145,6 +159,12 @@ class Dataset:
     def num_inputs(self) -> int:
         """Dim of ``data`` (0 without a ``data`` key)."""
         return self.get_data_dim("data") if "data" in self.num_outputs else 0
+
+    @num_inputs.setter
+    def num_inputs(self, dim: int) -> None:
+        """RETURNN-style subclasses set ``self.num_inputs``: the dim of dense ``data``."""
+        ndim = self.num_outputs.get("data", [0, 2])[1]
+        self.num_outputs["data"] = [int(dim), ndim]
 
     # ---- sequence order -------------------------------------------------------------------------
     def _allowed_corpus_indices(self) -> np.ndarray:

@@ -12,22 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from returnn.datasets.base import Dataset, SeqDict, register_dataset
+from returnn.datasets.base import Dataset, DatasetSeq, SeqDict, register_dataset
 from returnn.errors import DatasetError
-
-
-class DatasetSeq:
-    """One generated sequence: ``features`` (array or {key: array}), ``targets`` (array -> "classes", or dict)."""
-
-    def __init__(self, seq_idx: int, features: Any, targets: Any = None, seq_tag: str | None = None):
-        self.seq_idx = seq_idx
-        self.seq_tag = seq_tag if seq_tag is not None else f"seq-{seq_idx}"
-        data = dict(features) if isinstance(features, dict) else {"data": features}
-        if isinstance(targets, dict):
-            data.update(targets)
-        elif targets is not None:
-            data["classes"] = targets
-        self.features = {key: np.asarray(value) for key, value in data.items()}
 
 
 def _dim_spec(value: Any, *, sparse_default: bool) -> list[int]:

@@ -15,8 +15,11 @@ import h5py
 import numpy as np
 
 from returnn.datasets.base import Dataset, SeqDict, register_dataset
+from returnn.datasets.hdf_writer import SimpleHDFWriter  # RETURNN's import path: returnn.datasets.hdf
 from returnn.errors import DatasetError
 from returnn.log import logger
+
+__all__ = ["HDFDataset", "HDFFile", "SimpleHDFWriter", "decode_hdf_string"]
 
 
 def decode_hdf_string(value: Any) -> str:
