@@ -220,3 +220,13 @@ def test_hdf_bulk_reads_across_files_match_single_reads(tmp_path):
         for key in ("data", "classes"):
             np.testing.assert_array_equal(bulk.get_data(i, key), _seq(single, i)[key])
     assert 0 < single._lru_bytes <= 20000 and len(single._lru) < 18
+
+
+def test_hdf_reads_returnn_hdf_dump_variant(tmp_path):
+    path = write_spec_example(str(tmp_path / "dump.hdf"), bare=True)
+    with h5py.File(path, "a") as f:
+        f.attrs["inputPattSize"] = 3
+        f.create_dataset("targets/labels/classes", data=np.array([b"a", b"b", b"c", b"d", b"e"], dtype="S2"))
+    ds = init_dataset(path)
+    _check_example_content(ds)
+    assert "data" not in ds.labels
