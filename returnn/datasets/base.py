@@ -155,6 +155,16 @@ class Dataset:
             return []
         return [self.get_data_dim(key)]
 
+    def get_extern_data(self) -> dict[str, dict]:
+        """RETURNN ``extern_data`` dicts of all keys, for configs that give none: dim, shape, sparse, dtype."""
+        out = {}
+        for key in self.get_data_keys():
+            entry = {"dim": self.get_data_dim(key), "shape": (None, *self.get_data_shape(key)), "dtype": self.get_data_dtype(key)}
+            if self.is_data_sparse(key):
+                entry["sparse"] = True
+            out[key] = entry
+        return out
+
     @property
     def num_inputs(self) -> int:
         """Dim of ``data`` (0 without a ``data`` key)."""

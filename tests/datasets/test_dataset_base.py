@@ -42,6 +42,10 @@ def test_scripting_api_names():
     assert ds.estimated_num_seqs == 5
     np.testing.assert_array_equal(ds.get_targets("classes", 2), [0, 1, 2])
     np.testing.assert_array_equal(ds.get_input_data(0), [[0, 0]])
+    assert ds.get_extern_data() == {
+        "data": {"dim": 2, "shape": (None, 2), "dtype": "float32"},
+        "classes": {"dim": 4, "shape": (None,), "dtype": "int32", "sparse": True},
+    }
 
 
 def test_unknown_class_and_option_errors_name_them():
