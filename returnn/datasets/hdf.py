@@ -46,12 +46,16 @@ class HDFFile:
         self.num_outputs: dict[str, list[int]] = {}
         self.dtypes: dict[str, str] = {}
         self.labels: dict[str, list[str]] = {}
-        self.seq_lens = self._read_seq_lens()
-        self._describe_keys()
-        self.offsets = np.zeros((len(self.seq_lens) + 1, self.seq_lens.shape[1]), dtype=np.int64)
-        np.cumsum(self.seq_lens, axis=0, out=self.offsets[1:])
-        self._check_sizes()
-        self.tags = self._read("seqTags")[...] if "seqTags" in self.h5 else None
+        try:
+            self.seq_lens = self._read_seq_lens()
+            self._describe_keys()
+            self.offsets = np.zeros((len(self.seq_lens) + 1, self.seq_lens.shape[1]), dtype=np.int64)
+            np.cumsum(self.seq_lens, axis=0, out=self.offsets[1:])
+            self._check_sizes()
+            self.tags = self._read("seqTags")[...] if "seqTags" in self.h5 else None
+        except BaseException:
+            self.h5.close()
+            raise
 
     def _read(self, name: str) -> Any:
         """The HDF object ``name``; DatasetError naming the file and key when missing."""
@@ -112,9 +116,11 @@ class HDFFile:
             self.num_outputs[key] = [int(size[0]), ndim]
             if "targets/labels" in self.h5 and key in self.h5["targets/labels"]:
                 self.labels[key] = [decode_hdf_string(s) for s in self.h5[f"targets/labels/{key}"][...]]
-        if not targets and "targetClasses" in self.h5:  # 2015 layout
+        if not targets and "targetClasses" in self.h5:  # 2015 layout: root labels are those of the classes
             self._add_key("classes", "targetClasses", 1 if has_inputs else 0)
             self.num_outputs["classes"] = [int(self.h5.attrs.get("numLabels", 0)), 1]
+            if "data" in self.labels:
+                self.labels["classes"] = self.labels.pop("data")
         if not self.sources:
             raise DatasetError(f"HDFDataset: file {self.path!r} has neither 'inputs' nor 'targets' data")
 

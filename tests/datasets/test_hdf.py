@@ -188,8 +188,10 @@ def test_hdf_legacy_1d_seq_lengths_and_target_classes(tmp_path):
         f.create_dataset("seqLengths", data=np.array([2, 3], dtype=np.int32))
         f.create_dataset("targetClasses", data=np.array([0, 1, 2, 3, 0], dtype=np.int32))
         f.create_dataset("seqTags", data=np.array([b"a", b"b"]))
+        f.create_dataset("labels", data=np.array([b"w", b"x", b"y", b"z"]))
     ds = init_dataset(path)
     assert ds.num_outputs == {"data": [3, 2], "classes": [4, 1]}
+    assert ds.labels == {"classes": ["w", "x", "y", "z"]}
     ds.init_seq_order(epoch=1)
     np.testing.assert_array_equal(_seq(ds, 1)["classes"], [2, 3, 0])
 
