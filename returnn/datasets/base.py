@@ -88,6 +88,9 @@ class Dataset:
         self._allowed: np.ndarray | None = None
         self._tag_index: dict[str, int] | None = None
         self._full_order_memo: tuple[int, np.ndarray] | None = None
+        del use_cache_manager  # RWTH's file cache manager is site specific: files are read where they are
+        if self.partition_epoch < 1 or self.window < 1:
+            raise DatasetError(f"dataset {self.name!r}: partition_epoch and window must be >= 1")
 
     @classmethod
     def from_config(cls, spec: Any, **kwargs) -> Dataset:
