@@ -319,7 +319,7 @@ def batch_generator_from_config(
     return BatchGenerator(
         dataset,
         batch_size=batch_size,
-        max_seqs=int(_config_value(config, "max_seqs", -1)),
+        max_seqs=int(_config_value(config, "max_seqs", None) or -1),
         max_seq_length=_config_value(config, "max_seq_length", None),
         chunking=chunking,
         min_chunk_size=dataset.min_chunk_size or int(_config_value(config, "min_chunk_size", 0) or 0),
