@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from returnn.errors import LayerConfigError, LayerConstructionError, ReturnnError
+from returnn.errors import ConfigError, LayerConfigError, LayerConstructionError, ReturnnError
 from returnn.tensor.data import Data
 from returnn.tensor.extern_data import ExternData, batch_feed, seq_len_key
 from returnn.tf import layers as _layers  # noqa: F401  (registers every layer family)
@@ -80,6 +80,16 @@ class Network(tf.Module):
         self.target_keys: list[str] = []  # extern keys only losses read
         for root in self._roots():
             self._construct(root)
+
+    @classmethod
+    def from_config(cls, config: Any) -> Network:
+        """From the config keys ``network``, ``extern_data`` (or ``num_inputs`` / ``num_outputs``), ``random_seed``."""
+        net_dict = config.typed_value("network")
+        if net_dict is None:
+            raise ConfigError('config key "network": missing; expected a dict of layer dicts')
+        if not isinstance(net_dict, Mapping):
+            raise ConfigError(f'config key "network": expected a dict of layer dicts, got {type(net_dict).__name__}')
+        return cls(net_dict, extern_data=ExternData.from_config(config), random_seed=config.int("random_seed", 42))
 
     # ---- construction ----
 

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from returnn.errors import LayerConfigError, LayerConstructionError
+from returnn.config import Config
+from returnn.errors import ConfigError, LayerConfigError, LayerConstructionError
 from returnn.tensor.data import Data
 from returnn.testing import build_network, random_batch
+from returnn.tf.network import Network
 from returnn.tf.layers import LAYER_CLASSES, LayerBase, LayerContext, LayerOpts, register_layer
 from returnn.tf.layers.opts import layer_ref
 
@@ -273,3 +275,12 @@ def test_network_layer_ref_options_are_built_first_and_passed():
     np.testing.assert_allclose(net(batch)["output"].numpy(), x / (1 + np.exp(-x)), rtol=1e-5)
     with pytest.raises(LayerConfigError, match=r"layer 'output': no layer 'gg'"):
         build_network({"output": {"class": "test_gate", "gate": "gg"}}, extern_data=EXTERN)
+
+
+def test_network_from_config():
+    config = Config({"network": {"output": {"class": "softmax", "loss": "ce"}}, "num_inputs": 3, "num_outputs": 2,
+                     "random_seed": 5})
+    net = Network.from_config(config)
+    assert net.templates["output"].dim == 2 and net.extern_data["data"].dim == 3 and net.random_seed == 5
+    with pytest.raises(ConfigError, match=r'config key "network": missing'):
+        Network.from_config(Config({"num_inputs": 3}))
