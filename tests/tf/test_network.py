@@ -284,3 +284,28 @@ def test_network_from_config():
     assert net.templates["output"].dim == 2 and net.extern_data["data"].dim == 3 and net.random_seed == 5
     with pytest.raises(ConfigError, match=r'config key "network": missing'):
         Network.from_config(Config({"num_inputs": 3}))
+
+
+RELOADED_CONFIG = '''
+from returnn.tf.layers import LayerBase, register_layer
+
+@register_layer("test_reloaded")
+class Reloaded(LayerBase):
+    """Defined by a config."""
+
+    @classmethod
+    def out_template(cls, ctx, opts):
+        return ctx.input_template()
+
+    def __call__(self, sources, *, train):
+        return self.out.with_tensor(sources[0].tensor, like=sources[0])
+'''
+
+
+def test_register_layer_accepts_a_config_evaluated_again():
+    for _ in range(2):
+        namespace = {"__name__": "config"}
+        exec(RELOADED_CONFIG, namespace)
+    assert LAYER_CLASSES["test_reloaded"] is namespace["Reloaded"]
+    net = build_network({"output": {"class": "test_reloaded"}}, extern_data=EXTERN)
+    assert net.templates["output"].dim == 5
