@@ -61,11 +61,9 @@ class Loss:
         use_normalized_loss: bool = True
 
     def __init__(self, opts: Any, *, output: Data, target: Data | None, target_name: str, where: str):
+        """``output`` / ``target`` are the templates, to check shapes before any TF op; ``where`` names the layer."""
         self.opts = opts
-        self.output_template = output
-        self.target_template = target
         self.target_name = target_name
-        self.where = where
 
     def normalize(self, total: Any, num_frames: Any) -> Any:
         """Per frame (default) or the plain sum (``use_normalized_loss: False``)."""

@@ -309,3 +309,14 @@ def test_register_layer_accepts_a_config_evaluated_again():
     assert LAYER_CLASSES["test_reloaded"] is namespace["Reloaded"]
     net = build_network({"output": {"class": "test_reloaded"}}, extern_data=EXTERN)
     assert net.templates["output"].dim == 5
+
+
+def test_network_reads_lengths_of_every_dynamic_axis():
+    net = build_network({"output": {"class": "copy", "from": "data:img"}},
+                        extern_data={"img": {"shape": (None, None, 2), "dim": 2}})
+    img = np.zeros([2, 4, 3, 2], np.float32)
+    out = net({"img": img, "img:seq_len": [4, 2], "img:size2": [3, 1]})["output"]
+    width = net.extern_data["img"].dims[2]
+    np.testing.assert_array_equal(out.seq_lens.numpy(), [4, 2])
+    np.testing.assert_array_equal(out.dyn_sizes[width].numpy(), [3, 1])
+    assert sorted(net.input_signature()) == ["img", "img:seq_len", "img:size2"]
