@@ -21,6 +21,12 @@ def seq_len_key(key: str, axis: int | None = None) -> str:
     return f"{key}:seq_len" if axis is None else f"{key}:size{axis}"
 
 
+def size_keys(key: str, template: Data) -> dict[Dim, str]:
+    """Batch keys of the lengths of each dynamic dim of extern data ``key``."""
+    return {dim: seq_len_key(key) if dim is template.time_dim else seq_len_key(key, axis)
+            for axis, dim in enumerate(template.dims) if dim.is_dynamic and not dim.is_batch}
+
+
 def batch_feed(batch: Any) -> Mapping[str, Any]:
     """A batch as one flat mapping ``{key: array, "key:seq_len": lengths}``.
 

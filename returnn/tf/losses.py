@@ -61,11 +61,9 @@ class Loss:
         use_normalized_loss: bool = True
 
     def __init__(self, opts: Any, *, output: Data, target: Data | None, target_name: str, where: str):
+        """``output`` / ``target`` are the templates, to check shapes before any TF op; ``where`` names the layer."""
         self.opts = opts
-        self.output_template = output
-        self.target_template = target
         self.target_name = target_name
-        self.where = where
 
     def normalize(self, total: Any, num_frames: Any) -> Any:
         """Per frame (default) or the plain sum (``use_normalized_loss: False``)."""
@@ -157,12 +155,21 @@ class CrossEntropyLoss(FramewiseLoss):
 
     def __call__(self, output: Data, target: Data) -> LossValue:
         log_probs = frame_log_probs(output)
-        targets = self.dense_target_frames(output, target)
-        if self.opts.label_smoothing:
-            targets = targets * (1.0 - self.opts.label_smoothing) + self.opts.label_smoothing / output.dim
-        per_frame = -tf.reduce_sum(targets * log_probs, axis=-1)
+        smoothing = self.opts.label_smoothing
+        if target.sparse:
+            labels = tf.cast(self.target_frames(output, target), tf.int32)
+            label_log_probs = tf.gather(log_probs, labels, axis=-1, batch_dims=1)
+            per_frame = -(1.0 - smoothing) * label_log_probs
+            if smoothing:
+                per_frame -= smoothing / output.dim * tf.reduce_sum(log_probs, axis=-1)
+            error = classification_error(log_probs, labels, sparse=True)
+        else:
+            targets = self.dense_target_frames(output, target)
+            if smoothing:
+                targets = targets * (1.0 - smoothing) + smoothing / output.dim
+            per_frame = -tf.reduce_sum(targets * log_probs, axis=-1)
+            error = classification_error(log_probs, targets, sparse=False)
         num_frames = tf.shape(per_frame)[0]
-        error = classification_error(log_probs, self.target_frames(output, target), sparse=target.sparse)
         return LossValue(self.normalize(tf.reduce_sum(per_frame), num_frames), error, num_frames)
 
 

@@ -8,9 +8,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from returnn.errors import LayerConfigError, LayerConstructionError, ReturnnError
+from returnn.errors import ConfigError, LayerConfigError, LayerConstructionError, ReturnnError
 from returnn.tensor.data import Data
-from returnn.tensor.extern_data import ExternData, batch_feed, seq_len_key
+from returnn.tensor.extern_data import ExternData, batch_feed, seq_len_key, size_keys
 from returnn.tf import layers as _layers  # noqa: F401  (registers every layer family)
 from returnn.tf.layers.base import CommonOpts, LayerBase, LayerContext, get_layer_class
 from returnn.tf.layers.opts import did_you_mean
@@ -80,6 +80,16 @@ class Network(tf.Module):
         self.target_keys: list[str] = []  # extern keys only losses read
         for root in self._roots():
             self._construct(root)
+
+    @classmethod
+    def from_config(cls, config: Any) -> Network:
+        """From the config keys ``network``, ``extern_data`` (or ``num_inputs`` / ``num_outputs``), ``random_seed``."""
+        net_dict = config.typed_value("network")
+        if net_dict is None:
+            raise ConfigError('config key "network": missing; expected a dict of layer dicts')
+        if not isinstance(net_dict, Mapping):
+            raise ConfigError(f'config key "network": expected a dict of layer dicts, got {type(net_dict).__name__}')
+        return cls(net_dict, extern_data=ExternData.from_config(config), random_seed=config.int("random_seed", 42))
 
     # ---- construction ----
 
@@ -250,11 +260,8 @@ class Network(tf.Module):
             tensor = tf.convert_to_tensor(raw)
             if tensor.dtype != tf.as_dtype(template.dtype):
                 tensor = tf.cast(tensor, template.dtype)
-            sizes = {}
-            for axis, dim in enumerate(template.dims):
-                size_key = seq_len_key(key) if dim is template.time_dim else seq_len_key(key, axis)
-                if dim.is_dynamic and not dim.is_batch and size_key in batch:
-                    sizes[dim] = tf.cast(batch[size_key], tf.int32)
+            sizes = {dim: tf.cast(batch[size_key], tf.int32)
+                     for dim, size_key in size_keys(key, template).items() if size_key in batch}
             values[key] = template.with_tensor(tensor, dyn_sizes=sizes)
         return values
 
@@ -368,10 +375,8 @@ class Network(tf.Module):
         for key in keys:
             template = self.extern_data[key]
             specs[key] = tf.TensorSpec(template.batch_shape, template.dtype, name=key)
-            for axis, dim in enumerate(template.dims):
-                if dim.is_dynamic and not dim.is_batch:
-                    size_key = seq_len_key(key) if dim is template.time_dim else seq_len_key(key, axis)
-                    specs[size_key] = tf.TensorSpec([None], tf.int32, name=size_key.replace(":", "_"))
+            for size_key in size_keys(key, template).values():
+                specs[size_key] = tf.TensorSpec([None], tf.int32, name=size_key.replace(":", "_"))
         return specs
 
     def forward_function(self, layer_names: Sequence[str] | None = None, *,

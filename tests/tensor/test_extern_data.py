@@ -1,7 +1,7 @@
 import pytest
 
 from returnn.errors import ConfigError
-from returnn.tensor.extern_data import ExternData, extern_data_from_num_outputs, seq_len_key
+from returnn.tensor.extern_data import ExternData, batch_feed, extern_data_from_num_outputs, seq_len_key, size_keys
 
 
 def test_extern_data_returnn_form():
@@ -68,3 +68,16 @@ def test_extern_data_missing_key_lists_keys():
 
 def test_seq_len_key():
     assert seq_len_key("data") == "data:seq_len" and seq_len_key("img", 2) == "img:size2"
+
+
+def test_size_keys_and_batch_feed():
+    ext = ExternData({"img": {"shape": (None, None, 3), "dim": 3}})
+    img = ext["img"]
+    assert list(size_keys("img", img).values()) == ["img:seq_len", "img:size2"]
+
+    class Batch:
+        data = {"img": 1}
+        seq_lens = {"img": 2}
+
+    assert batch_feed(Batch()) == {"img": 1, "img:seq_len": 2}
+    assert batch_feed({"x": 1}) == {"x": 1}

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from returnn.errors import LayerConfigError, LayerConstructionError
+from returnn.config import Config
+from returnn.errors import ConfigError, LayerConfigError, LayerConstructionError
 from returnn.tensor.data import Data
 from returnn.testing import build_network, random_batch
+from returnn.tf.network import Network
 from returnn.tf.layers import LAYER_CLASSES, LayerBase, LayerContext, LayerOpts, register_layer
 from returnn.tf.layers.opts import layer_ref
 
@@ -273,3 +275,48 @@ def test_network_layer_ref_options_are_built_first_and_passed():
     np.testing.assert_allclose(net(batch)["output"].numpy(), x / (1 + np.exp(-x)), rtol=1e-5)
     with pytest.raises(LayerConfigError, match=r"layer 'output': no layer 'gg'"):
         build_network({"output": {"class": "test_gate", "gate": "gg"}}, extern_data=EXTERN)
+
+
+def test_network_from_config():
+    config = Config({"network": {"output": {"class": "softmax", "loss": "ce"}}, "num_inputs": 3, "num_outputs": 2,
+                     "random_seed": 5})
+    net = Network.from_config(config)
+    assert net.templates["output"].dim == 2 and net.extern_data["data"].dim == 3 and net.random_seed == 5
+    with pytest.raises(ConfigError, match=r'config key "network": missing'):
+        Network.from_config(Config({"num_inputs": 3}))
+
+
+RELOADED_CONFIG = '''
+from returnn.tf.layers import LayerBase, register_layer
+
+@register_layer("test_reloaded")
+class Reloaded(LayerBase):
+    """Defined by a config."""
+
+    @classmethod
+    def out_template(cls, ctx, opts):
+        return ctx.input_template()
+
+    def __call__(self, sources, *, train):
+        return self.out.with_tensor(sources[0].tensor, like=sources[0])
+'''
+
+
+def test_register_layer_accepts_a_config_evaluated_again():
+    for _ in range(2):
+        namespace = {"__name__": "config"}
+        exec(RELOADED_CONFIG, namespace)
+    assert LAYER_CLASSES["test_reloaded"] is namespace["Reloaded"]
+    net = build_network({"output": {"class": "test_reloaded"}}, extern_data=EXTERN)
+    assert net.templates["output"].dim == 5
+
+
+def test_network_reads_lengths_of_every_dynamic_axis():
+    net = build_network({"output": {"class": "copy", "from": "data:img"}},
+                        extern_data={"img": {"shape": (None, None, 2), "dim": 2}})
+    img = np.zeros([2, 4, 3, 2], np.float32)
+    out = net({"img": img, "img:seq_len": [4, 2], "img:size2": [3, 1]})["output"]
+    width = net.extern_data["img"].dims[2]
+    np.testing.assert_array_equal(out.seq_lens.numpy(), [4, 2])
+    np.testing.assert_array_equal(out.dyn_sizes[width].numpy(), [3, 1])
+    assert sorted(net.input_signature()) == ["img", "img:seq_len", "img:size2"]

@@ -35,7 +35,7 @@ def register_layer(name: str, *, aliases: Sequence[str] = (), replace: bool = Fa
             raise TypeError(f"register_layer({name!r}): {cls.__name__} must define out_template and __call__")
         for key in (name, *aliases):
             old = LAYER_CLASSES.get(key)
-            if old is not None and old is not cls and not replace:
+            if old is not None and not replace and not _same_definition(old, cls):
                 raise LayerConfigError(f'layer class "{key}" is already registered ({old.__name__}); '
                                        f"pass replace=True to override it")
             LAYER_CLASSES[key] = cls
@@ -43,6 +43,11 @@ def register_layer(name: str, *, aliases: Sequence[str] = (), replace: bool = Fa
         return cls
 
     return decorate
+
+
+def _same_definition(old: type, new: type) -> bool:
+    """The same class, or the same class defined again (a Python config evaluated once more)."""
+    return old is new or (old.__module__, old.__qualname__) == (new.__module__, new.__qualname__)
 
 
 def _defined(cls: type) -> set[str]:
@@ -185,7 +190,7 @@ class LayerBase(tf.Module):
     default_from: ClassVar[Any] = "data"
     accepts_source_axes: ClassVar[bool] = False
 
-    def __init__(self, ctx: LayerContext):
+    def __init__(self, ctx: LayerContext, opts: LayerOpts | None = None):
         super().__init__(name=re.sub(r"\W", "_", ctx.name) or "layer")
         self.ctx = ctx
         self.layer_name = ctx.name

@@ -53,9 +53,6 @@ class CopyLayer(LayerBase):
     def out_template(cls, ctx: LayerContext, opts: LayerOpts) -> Data:
         return ctx.input_template()
 
-    def __init__(self, ctx: LayerContext, opts: LayerOpts):
-        super().__init__(ctx)
-
     def __call__(self, sources: Sequence[Data], *, train: bool) -> Data:
         x = self.input_data(sources)
         return self.out.with_tensor(x.tensor, like=x)
