@@ -21,7 +21,6 @@ from returnn.datasets import Dataset, batch_generator_from_config, init_dataset
 from returnn.errors import ConfigError, ReturnnError
 from returnn.log import DETAIL, logger
 from returnn.lr_control import LearningRateControl, learning_rate_control_from_config
-from returnn.tensor.extern_data import ExternData
 from returnn.tf import checkpoint as ckpt
 from returnn.tf.model_cleanup import cleanup_options, epochs_to_delete
 from returnn.tf.network import Network
@@ -40,15 +39,10 @@ class Engine:
 
     def __init__(self, config):
         self.config = config
-        net_dict = config.typed_value("network")
-        if net_dict is None:
-            raise ConfigError('config key "network" is missing: it must be a dict of layer dicts')
         tf.random.set_seed(config.int("random_seed", 42))
-        self.extern_data = ExternData.from_config(config)
-        self.full_net_dict = net_dict
-        self.pretrain = pretrain_from_config(config, net_dict)
-        self.net_dict = net_dict
-        self.network = Network(net_dict, extern_data=self.extern_data, random_seed=config.int("random_seed", 42))
+        self.network = Network.from_config(config)
+        self.full_net_dict = self.net_dict = config.typed_value("network")
+        self.pretrain = pretrain_from_config(config, self.full_net_dict)
         self.model = config.value("model")
         self.updater: Updater | None = None
         self.lr_control: LearningRateControl | None = None
@@ -138,7 +132,7 @@ class Engine:
             return False
         old_params = {name: var.numpy() for name, var in self.network.get_params().items()}
         self.net_dict = net_dict
-        self.network = Network(net_dict, extern_data=self.extern_data, random_seed=self.config.int("random_seed", 42))
+        self.network = Network(net_dict, extern_data=self.network.extern_data, random_seed=self.config.int("random_seed", 42))
         new_params = self.network.get_params()
         copied = {n: v for n, v in old_params.items() if n in new_params and tuple(new_params[n].shape) == v.shape}
         self.network.load_params(copied, ignore_missing=True)
