@@ -27,7 +27,7 @@ from returnn.errors import DatasetError
 from returnn.log import logger
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class Batch:
     """A padded batch: per key ``data[key]`` [B, T, ...] and ``seq_lens[key]`` int32 [B]."""
 
