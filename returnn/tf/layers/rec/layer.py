@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Sequence
 
 import tensorflow as tf
@@ -10,7 +9,7 @@ import tensorflow as tf
 from returnn.tensor.data import Data
 from returnn.tensor.dim import Dim
 from returnn.tf.initializers import get_initializer, param_seed
-from returnn.tf.layers.base import LayerBase, LayerContext, LayerOpts, register_layer
+from returnn.tf.layers.base import LayerBase, LayerContext, LayerOpts, module_name, register_layer
 from returnn.tf.layers.opts import did_you_mean
 from returnn.tf.layers.rec.units import UNITS, RecUnit, make_unit
 
@@ -60,13 +59,12 @@ class RecLayer(LayerBase):
         self.direction = opts.direction
         path = ctx.network.path_of(ctx.name)
         scope, _, leaf = path.rpartition("/")
-        leaf = re.sub(r"\W", "_", leaf)
         with tf.name_scope(f"{scope}/" if scope else ""):
             self.unit: RecUnit = make_unit(
-                opts.unit, n_in=ctx.input_template().dim, n_out=self.out.dim, name=leaf,
+                opts.unit, n_in=ctx.input_template().dim, n_out=self.out.dim, name=module_name(leaf),
                 param_init=self._init_fn(opts.forward_weights_init, path),
                 bias_init=self._init_fn(opts.bias_init, f"{path}/b"), unit_opts=opts.unit_opts)
-            self._adopt_unit_params()
+        self._adopt_unit_params()
 
     def _init_fn(self, spec: Any, name: str) -> Any:
         """Unit initializer (shape, dtype) -> tensor drawing from our seeded RNG, one stream per call."""
@@ -80,7 +78,7 @@ class RecLayer(LayerBase):
         return init
 
     def _adopt_unit_params(self) -> None:
-        """List the unit's variables as this layer's params; shared (``reuse_params``) or frozen if asked."""
+        """The unit's variables as this layer's params, named after the layer path (shared or frozen if asked)."""
         for name, var in list(vars(self.unit).items()):
             if not isinstance(var, tf.Variable):
                 continue
@@ -90,8 +88,8 @@ class RecLayer(LayerBase):
                     raise self.ctx.error(f'"reuse_params": param {name!r} has shape {tuple(shared.shape)}, '
                                          f"this layer needs {tuple(var.shape)}")
                 var = shared
-            elif not self.ctx.common.trainable:
-                var = tf.Variable(var, trainable=False, name=var.name.split(":")[0])
+            elif not self.ctx.common.trainable or var.name.split(":")[0] != self.param_name(name):
+                var = tf.Variable(var, trainable=self.ctx.common.trainable, name=self.param_name(name))
             setattr(self.unit, name, var)
             self.params[name] = var
 
