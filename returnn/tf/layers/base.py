@@ -221,7 +221,7 @@ class LayerBase(tf.Module):
             self.params[name] = shared
             return shared
         full_name = self.param_name(name)
-        spec = init if init is not None else (self.ctx.common.param_init or "glorot_uniform")
+        spec = next((value for value in (init, self.ctx.common.param_init) if value is not None), "glorot_uniform")
         try:
             initializer = get_initializer(spec)
         except LayerConfigError as exc:

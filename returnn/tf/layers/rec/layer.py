@@ -33,7 +33,8 @@ class RecLayer(LayerBase):
         out_dim: Dim | None = None
         direction: int = 1
         unit_opts: dict | None = None
-        forward_weights_init: str | float = "glorot_uniform"
+        forward_weights_init: str | float | None = None
+        recurrent_weights_init: str | float | None = None
         bias_init: str | float = 0.0
 
     @classmethod
@@ -62,16 +63,25 @@ class RecLayer(LayerBase):
         with tf.name_scope(f"{scope}/" if scope else ""):
             self.unit: RecUnit = make_unit(
                 opts.unit, n_in=ctx.input_template().dim, n_out=self.out.dim, name=module_name(leaf),
-                param_init=self._init_fn(opts.forward_weights_init, path),
-                bias_init=self._init_fn(opts.bias_init, f"{path}/b"), unit_opts=opts.unit_opts)
+                param_init=self._init_fn([opts.forward_weights_init, opts.recurrent_weights_init], path),
+                bias_init=self._init_fn([opts.bias_init], f"{path}/b"), unit_opts=opts.unit_opts)
         self._adopt_unit_params()
 
-    def _init_fn(self, spec: Any, name: str) -> Any:
-        """Unit initializer (shape, dtype) -> tensor drawing from our seeded RNG, one stream per call."""
-        initializer = get_initializer(spec if spec is not None else self.ctx.common.param_init)
+    def _init_fn(self, specs: Sequence[Any], name: str) -> Any:
+        """Unit initializer (shape, dtype) -> tensor from our seeded RNG, one stream per call.
+
+        The n-th call uses ``specs[n]`` (the units make ``W`` first, then ``W_re``); a None spec, or
+        one past the end, falls back to the previous one, then to ``param_init``, then to glorot_uniform.
+        """
+        default = self.ctx.common.param_init if self.ctx.common.param_init is not None else "glorot_uniform"
+        chosen = []
+        for spec in specs:
+            chosen.append(spec if spec is not None else (chosen[-1] if chosen else default))
+        initializers = [get_initializer(spec) for spec in chosen]
         calls = []
 
         def init(shape: Sequence[int], dtype: tf.DType) -> Any:
+            initializer = initializers[min(len(calls), len(initializers) - 1)]
             calls.append(shape)
             return initializer(shape, dtype, param_seed(self.ctx.network.random_seed, f"{name}#{len(calls)}"))
 

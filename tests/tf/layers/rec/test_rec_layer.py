@@ -123,3 +123,14 @@ def test_blstm_network_traces_once_under_tf_function():
         result = forward(net.feed(batch))
         np.testing.assert_allclose(result["output"].numpy(), net(batch)["output"].numpy(), rtol=1e-5)
     assert forward.experimental_get_tracing_count() == 1
+
+
+def test_rec_weight_inits():
+    net = build_network({"output": {"class": "rec", "unit": "rnn", "n_out": 3, "forward_weights_init": 0.5,
+                                    "recurrent_weights_init": "zeros", "bias_init": 1.0}}, extern_data=EXTERN)
+    p = {k: v.numpy() for k, v in net.get_params().items()}
+    assert (p["output/W"] == 0.5).all() and (p["output/W_re"] == 0).all() and (p["output/b"] == 1).all()
+    net = build_network({"output": {"class": "rec", "unit": "gru", "n_out": 3, "param_init": 0.25}},
+                        extern_data=EXTERN)
+    p = {k: v.numpy() for k, v in net.get_params().items()}
+    assert (p["output/W"] == 0.25).all() and (p["output/W_re"] == 0.25).all() and (p["output/b"] == 0).all()
