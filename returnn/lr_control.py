@@ -203,13 +203,26 @@ class LearningRateControl:
     def _last_epochs(self, epoch: int, count: int) -> list[int]:
         return sorted(e for e in self.epoch_data if e < epoch)[-count:]
 
-    def _last_two_with_rate(self, epoch: int) -> tuple[int | None, int | None, float]:
-        """(epoch before last, last epoch, last epoch's learning rate) for newbob decisions."""
+    def _newbob_step(self, epoch: int, change: Callable[[int, int], float | None], threshold: float) -> float:
+        """Last epoch's rate, decayed if ``change(before_last, last)`` exceeds ``threshold`` (else grown)."""
         previous = self._last_epochs(epoch, 2)
         if not previous or self.epoch_data[previous[-1]].learning_rate is None:
-            return None, None, self.default_learning_rate
+            return self.default_learning_rate
         learning_rate = self.epoch_data[previous[-1]].learning_rate
-        return (previous[0] if len(previous) == 2 else None), previous[-1], learning_rate
+        if len(previous) < 2:
+            return learning_rate
+        value = change(previous[0], previous[1])
+        if value is None:
+            return learning_rate
+        return self.decay_or_grow(learning_rate, decay=value > threshold)
+
+    def absolute_error(self, old_epoch: int, new_epoch: int) -> float | None:
+        """new - old of the deciding score, or None if either is missing or their keys differ."""
+        old_key, old = self.get_epoch_error_key_value(old_epoch)
+        new_key, new = self.get_epoch_error_key_value(new_epoch)
+        if old is None or new is None or old_key != new_key:
+            return None
+        return new - old
 
 
 class NewbobRelative(LearningRateControl):
@@ -222,13 +235,7 @@ class NewbobRelative(LearningRateControl):
         self.relative_error_threshold = relative_error_threshold
 
     def _calc_for_epoch(self, epoch: int) -> float:
-        before_last, last, learning_rate = self._last_two_with_rate(epoch)
-        if before_last is None:
-            return learning_rate
-        relative = self.relative_error(before_last, last)
-        if relative is None:
-            return learning_rate
-        return self.decay_or_grow(learning_rate, decay=relative > self.relative_error_threshold)
+        return self._newbob_step(epoch, self.relative_error, self.relative_error_threshold)
 
 
 class NewbobAbs(LearningRateControl):
@@ -241,14 +248,7 @@ class NewbobAbs(LearningRateControl):
         self.error_threshold = error_threshold
 
     def _calc_for_epoch(self, epoch: int) -> float:
-        before_last, last, learning_rate = self._last_two_with_rate(epoch)
-        if before_last is None:
-            return learning_rate
-        old_key, old = self.get_epoch_error_key_value(before_last)
-        new_key, new = self.get_epoch_error_key_value(last)
-        if old is None or new is None or old_key != new_key:
-            return learning_rate
-        return self.decay_or_grow(learning_rate, decay=new - old > self.error_threshold)
+        return self._newbob_step(epoch, self.absolute_error, self.error_threshold)
 
 
 class NewbobMultiEpoch(LearningRateControl):

@@ -12,6 +12,7 @@ batching's own. The last line is ``frames_per_sec=<number>``.
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import resource
 import subprocess
@@ -72,11 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_classes", type=int, default=500)
     parser.add_argument("--batch_size", type=int, default=5000)
     parser.add_argument("--max_seqs", type=int, default=100)
-    parser.add_argument("--chunking", default="0")
+    parser.add_argument("--chunking", default="0", help='"SIZE:STEP" or per-key dicts, e.g. "({\'data\': 100, \'classes\': 25}, {\'data\': 50, \'classes\': 12})"')
     parser.add_argument("--prefetch", type=int, default=4)
     parser.add_argument("--seq_ordering", default="laplace:.1000")
     parser.add_argument("--generate_only", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.chunking.startswith(("(", "{")):
+        args.chunking = ast.literal_eval(args.chunking)
     if args.generate_only:
         generate(args.generate_only, args.num_seqs, args.dim, args.min_len, args.max_len, args.num_classes)
         return 0

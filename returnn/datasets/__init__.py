@@ -11,13 +11,10 @@ Scripting API as in RETURNN::
 
 from __future__ import annotations
 
-from returnn.datasets.base import Dataset, get_dataset_class, init_dataset, register_dataset
+from returnn.datasets.base import Dataset, DatasetSeq, get_dataset_class, init_dataset, register_dataset
 from returnn.datasets.batching import Batch, BatchGenerator, batch_generator_from_config
-from returnn.datasets.hdf import HDFDataset
-from returnn.datasets.hdf_writer import SimpleHDFWriter, dump_dataset
 from returnn.datasets.generating import (
     CopyTaskDataset,
-    DatasetSeq,
     DummyDataset,
     GeneratingDataset,
     ReverseTaskDataset,
@@ -26,22 +23,30 @@ from returnn.datasets.generating import (
     SyntheticSpeechDataset,
     Task12AXDataset,
 )
+from returnn.datasets.hdf import HDFDataset
+from returnn.datasets.hdf_writer import SimpleHDFWriter, dump_dataset
+from returnn.datasets.meta import ConcatDataset, MetaDataset
+from returnn.datasets.text import LmDataset, TranslationDataset
 
 __all__ = [
     "Batch",
     "BatchGenerator",
+    "ConcatDataset",
     "CopyTaskDataset",
     "Dataset",
     "DatasetSeq",
     "DummyDataset",
     "GeneratingDataset",
     "HDFDataset",
+    "LmDataset",
+    "MetaDataset",
     "ReverseTaskDataset",
     "SimpleHDFWriter",
     "SortTaskDataset",
     "StaticDataset",
     "SyntheticSpeechDataset",
     "Task12AXDataset",
+    "TranslationDataset",
     "batch_generator_from_config",
     "dump_dataset",
     "get_dataset_class",

@@ -35,6 +35,20 @@ def read_text_lines(path: str) -> list[str]:
         raise DatasetError(f"cannot read file {path!r}: {exc}") from exc
 
 
+class DatasetSeq:
+    """One generated sequence: ``features`` (array or {key: array}), ``targets`` (array -> "classes", or dict)."""
+
+    def __init__(self, seq_idx: int, features: Any, targets: Any = None, seq_tag: str | None = None):
+        self.seq_idx = seq_idx
+        self.seq_tag = seq_tag if seq_tag is not None else f"seq-{seq_idx}"
+        data = dict(features) if isinstance(features, dict) else {"data": features}
+        if isinstance(targets, dict):
+            data.update(targets)
+        elif targets is not None:
+            data["classes"] = targets
+        self.features = {key: np.asarray(value) for key, value in data.items()}
+
+
 class Dataset:
     """A list of sequences {data key: array}, with tags, reordered per epoch."""
 
@@ -74,6 +88,9 @@ class Dataset:
         self._allowed: np.ndarray | None = None
         self._tag_index: dict[str, int] | None = None
         self._full_order_memo: tuple[int, np.ndarray] | None = None
+        del use_cache_manager  # RWTH's file cache manager is site specific: files are read where they are
+        if self.partition_epoch < 1 or self.window < 1:
+            raise DatasetError(f"dataset {self.name!r}: partition_epoch and window must be >= 1")
 
     @classmethod
     def from_config(cls, spec: Any, **kwargs) -> Dataset:
@@ -141,10 +158,26 @@ class Dataset:
             return []
         return [self.get_data_dim(key)]
 
+    def get_extern_data(self) -> dict[str, dict]:
+        """RETURNN ``extern_data`` dicts of all keys, for configs that give none: dim, shape, sparse, dtype."""
+        out = {}
+        for key in self.get_data_keys():
+            entry = {"dim": self.get_data_dim(key), "shape": (None, *self.get_data_shape(key)), "dtype": self.get_data_dtype(key)}
+            if self.is_data_sparse(key):
+                entry["sparse"] = True
+            out[key] = entry
+        return out
+
     @property
     def num_inputs(self) -> int:
         """Dim of ``data`` (0 without a ``data`` key)."""
         return self.get_data_dim("data") if "data" in self.num_outputs else 0
+
+    @num_inputs.setter
+    def num_inputs(self, dim: int) -> None:
+        """RETURNN-style subclasses set ``self.num_inputs``: the dim of dense ``data``."""
+        ndim = self.num_outputs.get("data", [0, 2])[1]
+        self.num_outputs["data"] = [int(dim), ndim]
 
     # ---- sequence order -------------------------------------------------------------------------
     def _allowed_corpus_indices(self) -> np.ndarray:
@@ -319,7 +352,7 @@ def sliding_window(x: np.ndarray, window: int) -> np.ndarray:
 _REGISTRY: dict[str, type[Dataset]] = {}
 
 
-def register_dataset(cls: type[Dataset] | None = None, *, name: str | None = None):
+def register_dataset(cls: type[Dataset] | None = None, *, name: str | None = None) -> Any:
     """Register a Dataset subclass under its class name (or ``name``); usable as a decorator."""
 
     def _register(klass: type[Dataset]) -> type[Dataset]:

@@ -246,11 +246,13 @@ class BatchGenerator:
             dataset._check_key(key)
         self.prefetch = int(prefetch)
         self._prefetcher: Prefetcher | None = None
+        self._order_ready = False
+        if epoch is not None:  # now, in the caller's thread, so that dataset.num_seqs is valid right away
+            dataset.init_seq_order(epoch=epoch)
+            self._order_ready = True
 
     def iter_plans(self) -> Iterator[list[SeqSlice]]:
         """Batch plans (lists of sequence slices) of the epoch, shuffled if ``shuffle_batches``."""
-        if self.epoch is not None:
-            self.dataset.init_seq_order(epoch=self.epoch)
         slices = iter_seq_slices(self.dataset, self.data_keys, self.chunking, min_chunk_size=self.min_chunk_size)
         plans = iter_batch_plans(
             slices, batch_size=self.batch_size, max_seqs=self.max_seqs, max_seq_length=self.max_seq_length
@@ -269,6 +271,9 @@ class BatchGenerator:
             yield make_batch(self.dataset, plan, self.data_keys, epoch=self.epoch)
 
     def __iter__(self) -> Iterator[Batch]:
+        if self.epoch is not None and not self._order_ready:
+            self.dataset.init_seq_order(epoch=self.epoch)
+        self._order_ready = False
         if self.prefetch <= 0:
             return self._produce()
         self.close()
@@ -314,10 +319,10 @@ def batch_generator_from_config(
     return BatchGenerator(
         dataset,
         batch_size=batch_size,
-        max_seqs=int(_config_value(config, "max_seqs", -1)),
+        max_seqs=int(_config_value(config, "max_seqs", None) or -1),
         max_seq_length=_config_value(config, "max_seq_length", None),
         chunking=chunking,
-        min_chunk_size=int(_config_value(config, "min_chunk_size", dataset.min_chunk_size) or 0),
+        min_chunk_size=dataset.min_chunk_size or int(_config_value(config, "min_chunk_size", 0) or 0),
         epoch=epoch,
         shuffle_batches=bool(_config_value(config, "shuffle_batches", False)),
         prefetch=prefetch,

@@ -92,7 +92,7 @@ def chunk_sequence(
             chunked.append(key)
     t = {key: 0 for key in chunked}
     while lens[default] > t[default]:
-        start = dict(t)
+        start = {k: min(t[k], lens[k]) for k in chunked}  # a key at a lower rate may run out first
         end = {k: min(t[k] + _per_key(size, k), lens[k]) for k in chunked}
         start.update({k: 0 for k in whole})
         end.update({k: lens[k] for k in whole})

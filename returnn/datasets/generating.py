@@ -8,26 +8,15 @@ which is reseeded per sequence, so a sequence only depends on its index and the 
 
 from __future__ import annotations
 
+import collections
 from typing import Any, Sequence
 
 import numpy as np
 
-from returnn.datasets.base import Dataset, SeqDict, register_dataset
+from returnn.datasets.base import Dataset, DatasetSeq, SeqDict, register_dataset
 from returnn.errors import DatasetError
 
-
-class DatasetSeq:
-    """One generated sequence: ``features`` (array or {key: array}), ``targets`` (array -> "classes", or dict)."""
-
-    def __init__(self, seq_idx: int, features: Any, targets: Any = None, seq_tag: str | None = None):
-        self.seq_idx = seq_idx
-        self.seq_tag = seq_tag if seq_tag is not None else f"seq-{seq_idx}"
-        data = dict(features) if isinstance(features, dict) else {"data": features}
-        if isinstance(targets, dict):
-            data.update(targets)
-        elif targets is not None:
-            data["classes"] = targets
-        self.features = {key: np.asarray(value) for key, value in data.items()}
+_RECENT_SEQS = 512  # generated sequences kept, so that asking a length and then the data generates once
 
 
 def _dim_spec(value: Any, *, sparse_default: bool) -> list[int]:
@@ -62,6 +51,7 @@ class GeneratingDataset(Dataset):
         for key, (_, ndim) in self.num_outputs.items():
             self._dtypes[key] = "float32" if ndim >= 2 else "int32"
         self._epoch_seed = 0
+        self._recent: collections.OrderedDict[int, SeqDict] = collections.OrderedDict()
         self.random = np.random.RandomState(0)
 
     def init_seq_order(self, epoch: int | None = None, seq_list=None, seq_order=None) -> bool:
@@ -72,6 +62,7 @@ class GeneratingDataset(Dataset):
             seed = (max(epoch or 1, 1) - 1) // self.partition_epoch + 1 + self.random_seed_offset
         if seed != self._epoch_seed:
             self._epoch_seed = seed
+            self._recent.clear()
             self._full_order_memo = None
         return super().init_seq_order(epoch, seq_list=seq_list, seq_order=seq_order)
 
@@ -88,11 +79,17 @@ class GeneratingDataset(Dataset):
         return self.generate_seq(corpus_idx)
 
     def _load_corpus_seq(self, corpus_idx: int) -> SeqDict:
-        seq = self._generate(corpus_idx)
+        """Generate (or take from the small recent-sequence memo, as batching asks lengths first) one sequence."""
+        out = self._recent.get(corpus_idx)
+        if out is not None:
+            return out
         out = {}
-        for key, value in seq.features.items():
+        for key, value in self._generate(corpus_idx).features.items():
             dtype = self._dtypes.get(key)
             out[key] = value.astype(dtype) if dtype and value.dtype != dtype else value
+        self._recent[corpus_idx] = out
+        if len(self._recent) > _RECENT_SEQS:
+            self._recent.popitem(last=False)
         return out
 
     def _corpus_tag(self, corpus_idx: int) -> str:

@@ -15,8 +15,11 @@ import h5py
 import numpy as np
 
 from returnn.datasets.base import Dataset, SeqDict, register_dataset
+from returnn.datasets.hdf_writer import SimpleHDFWriter  # RETURNN's import path: returnn.datasets.hdf
 from returnn.errors import DatasetError
 from returnn.log import logger
+
+__all__ = ["HDFDataset", "HDFFile", "SimpleHDFWriter", "decode_hdf_string"]
 
 
 def decode_hdf_string(value: Any) -> str:
@@ -43,12 +46,16 @@ class HDFFile:
         self.num_outputs: dict[str, list[int]] = {}
         self.dtypes: dict[str, str] = {}
         self.labels: dict[str, list[str]] = {}
-        self.seq_lens = self._read_seq_lens()
-        self._describe_keys()
-        self.offsets = np.zeros((len(self.seq_lens) + 1, self.seq_lens.shape[1]), dtype=np.int64)
-        np.cumsum(self.seq_lens, axis=0, out=self.offsets[1:])
-        self._check_sizes()
-        self.tags = self._read("seqTags")[...] if "seqTags" in self.h5 else None
+        try:
+            self.seq_lens = self._read_seq_lens()
+            self._describe_keys()
+            self.offsets = np.zeros((len(self.seq_lens) + 1, self.seq_lens.shape[1]), dtype=np.int64)
+            np.cumsum(self.seq_lens, axis=0, out=self.offsets[1:])
+            self._check_sizes()
+            self.tags = self._read("seqTags")[...] if "seqTags" in self.h5 else None
+        except BaseException:
+            self.h5.close()
+            raise
 
     def _read(self, name: str) -> Any:
         """The HDF object ``name``; DatasetError naming the file and key when missing."""
@@ -109,9 +116,11 @@ class HDFFile:
             self.num_outputs[key] = [int(size[0]), ndim]
             if "targets/labels" in self.h5 and key in self.h5["targets/labels"]:
                 self.labels[key] = [decode_hdf_string(s) for s in self.h5[f"targets/labels/{key}"][...]]
-        if not targets and "targetClasses" in self.h5:  # 2015 layout
+        if not targets and "targetClasses" in self.h5:  # 2015 layout: root labels are those of the classes
             self._add_key("classes", "targetClasses", 1 if has_inputs else 0)
             self.num_outputs["classes"] = [int(self.h5.attrs.get("numLabels", 0)), 1]
+            if "data" in self.labels:
+                self.labels["classes"] = self.labels.pop("data")
         if not self.sources:
             raise DatasetError(f"HDFDataset: file {self.path!r} has neither 'inputs' nor 'targets' data")
 
@@ -145,33 +154,42 @@ class HDFFile:
         """Tag of a sequence of this file (None without ``seqTags``)."""
         return None if self.tags is None else decode_hdf_string(self.tags[local_idx])
 
-    def read_run(self, start: int, end: int, keys: Sequence[str]) -> list[SeqDict]:
-        """Sequences ``[start, end)`` of this file, one read per key."""
-        out: list[SeqDict] = [{} for _ in range(end - start)]
+    def read_seqs(self, local: np.ndarray, keys: Sequence[str]) -> list[SeqDict]:
+        """Sequences ``local`` (sorted, unique) of this file; consecutive ones are read together."""
+        out: list[SeqDict] = [{} for _ in local]
         for key in keys:
             col = self.columns[key]
-            lo, hi = int(self.offsets[start, col]), int(self.offsets[end, col])
+            lo, hi = self.offsets[local, col], self.offsets[local + 1, col]
             try:
-                block = self._read_rows(key, lo, hi)
+                block = self._read_ranges(key, lo, hi)
             except (OSError, ValueError, KeyError) as exc:
                 raise DatasetError(
-                    f"HDFDataset: file {self.path!r}, key {key!r}: reading frames {lo}:{hi} failed (corrupt or truncated?): {exc}"
+                    f"HDFDataset: file {self.path!r}, key {key!r}: reading {len(local)} sequences from "
+                    f"frame {int(lo[0])} on failed (corrupt or truncated?): {exc}"
                 ) from None
-            bounds = self.offsets[start : end + 1, col] - lo
-            for i in range(end - start):
+            bounds = np.concatenate([[0], np.cumsum(hi - lo)])
+            for i in range(len(local)):
                 out[i][key] = block[bounds[i] : bounds[i + 1]]
         return out
 
-    def _read_rows(self, key: str, lo: int, hi: int) -> np.ndarray:
-        """Rows ``[lo, hi)`` of ``key``'s dataset through h5py's low-level API (much less overhead per read)."""
+    def _read_ranges(self, key: str, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Rows of the ascending, disjoint ranges ``[lo[i], hi[i])``, concatenated; one low-level read per run."""
         dset = self._datasets.get(key)
         if dset is None:
             dset = self._datasets[key] = self.h5[self.sources[key]]
-        out = np.empty((hi - lo,) + dset.shape[1:], dtype=dset.dtype)
-        if hi > lo:
+        frame_shape = dset.shape[1:]
+        out = np.empty((int((hi - lo).sum()),) + frame_shape, dtype=dset.dtype)
+        keep = hi > lo
+        lo, hi = lo[keep], hi[keep]
+        first = np.concatenate([[True], lo[1:] != hi[:-1]]) if len(lo) else lo  # merge touching ranges
+        last = np.concatenate([first[1:], [True]]) if len(lo) else lo
+        tail = (0,) * len(frame_shape)
+        pos = 0
+        for a, b in zip(lo[first].tolist(), hi[last].tolist()):
             file_space = dset.id.get_space()
-            file_space.select_hyperslab((lo,) + (0,) * (dset.ndim - 1), out.shape)
-            dset.id.read(h5py.h5s.create_simple(out.shape), file_space, out)
+            file_space.select_hyperslab((a,) + tail, (b - a,) + frame_shape)
+            dset.id.read(h5py.h5s.create_simple((b - a,) + frame_shape), file_space, out[pos : pos + b - a])
+            pos += b - a
         return out
 
     def close(self) -> None:
@@ -253,18 +271,16 @@ class HDFDataset(Dataset):
         return self._load_corpus_seqs([corpus_idx])[0]
 
     def _load_corpus_seqs(self, corpus_indices: Sequence[int]) -> list[SeqDict]:
-        """Read runs of consecutive sequences of one file with one slice per key."""
+        """Read the sequences of each file with one HDF5 read per key."""
         result: dict[int, SeqDict] = {i: self._lru[i] for i in corpus_indices if i in self._lru}
         todo = np.array(sorted({int(i) for i in corpus_indices if i not in result}), dtype=np.int64)
         keys = list(self.num_outputs)
         file_idx = np.searchsorted(self._file_starts, todo, side="right") - 1
-        breaks = np.flatnonzero((np.diff(todo) != 1) | (np.diff(file_idx) != 0)) + 1
-        for run in np.split(np.arange(len(todo)), breaks) if len(todo) else []:
-            first, j = int(todo[run[0]]), int(file_idx[run[0]])
-            local = first - int(self._file_starts[j])
-            for k, seq in enumerate(self.files[j].read_run(local, local + len(run), keys)):
-                result[first + k] = seq
-                self._remember(first + k, seq)
+        for j in np.unique(file_idx).tolist():
+            corpus = todo[file_idx == j]
+            for idx, seq in zip(corpus.tolist(), self.files[j].read_seqs(corpus - int(self._file_starts[j]), keys)):
+                result[idx] = seq
+                self._remember(idx, seq)
         return [result[int(i)] for i in corpus_indices]
 
     def _remember(self, corpus_idx: int, seq: SeqDict) -> None:

@@ -18,6 +18,7 @@ from returnn.errors import DatasetError
 from returnn.util.atomic import atomic_path
 
 _FLUSH_BYTES = 32 * 1024 * 1024
+_CHUNK_BYTES = 65536  # HDF5 chunk size: whole frames, so a sequence is read from few chunks
 
 
 def _string_dataset(group: h5py.Group, name: str, values: Sequence[str]) -> None:
@@ -119,7 +120,11 @@ class SimpleHDFWriter:
     def _extend(self, name: str, block: np.ndarray, dtype: Any) -> None:
         """Append ``block`` along the first axis of dataset ``name`` (created on first use)."""
         if name not in self._file:
-            self._file.create_dataset(name, shape=(0,) + block.shape[1:], maxshape=(None,) + block.shape[1:], dtype=dtype, chunks=True)
+            frame_shape = block.shape[1:]
+            row_bytes = max(int(np.prod(frame_shape, dtype=np.int64)) * np.dtype(dtype).itemsize, 1) if name != "seqTags" else 16
+            chunk_rows = max(1, min(_CHUNK_BYTES // row_bytes, 1 << 16))  # whole frames, about 64 KiB
+            self._file.create_dataset(name, shape=(0,) + frame_shape, maxshape=(None,) + frame_shape, dtype=dtype,
+                                      chunks=(chunk_rows,) + frame_shape)
         ds = self._file[name]
         if ds.shape[1:] != block.shape[1:]:
             raise DatasetError(f"SimpleHDFWriter {self.filename!r}: {name!r} frames of shape {block.shape[1:]}, expected {ds.shape[1:]}")

@@ -99,7 +99,8 @@ def order_corpus(
         extra = _int_arg(args, seq_ordering)
         rng = np.random.default_rng([seed, extra] if extra is not None else [seed])
         return indices[rng.permutation(len(indices))]
-    rng = np.random.default_rng([seed])
+    extra = _int_arg(args[1:], seq_ordering)
+    rng = np.random.default_rng([seed, extra] if extra is not None else [seed])
     bins = _bin_count(args[0] if args else None, len(indices), option=seq_ordering)
     if method == "laplace":
         return _laplace(indices, rng, bins, get_seq_len)
@@ -107,13 +108,13 @@ def order_corpus(
 
 
 def _int_arg(args: list[str], option: str) -> int | None:
-    """The integer after ``random:``, if any."""
+    """The integer seed argument (``random:SEED``, ``laplace:N:SEED``), if any."""
     if not args or args[0] == "":
         return None
     try:
         return int(args[0])
     except ValueError:
-        raise DatasetError(f"seq_ordering {option!r}: expected an integer seed after 'random:'") from None
+        raise DatasetError(f"seq_ordering {option!r}: expected an integer seed, got {args[0]!r}") from None
 
 
 def partition_bounds(num_seqs: int, partition_epoch: int, epoch: int) -> tuple[int, int]:

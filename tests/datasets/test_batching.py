@@ -122,6 +122,10 @@ def test_orders_are_reproducible_and_differ_between_epochs():
         return [b.seq_tags for b in BatchGenerator(ds, batch_size=60, max_seqs=4, epoch=epoch, **kwargs)]
 
     assert tags(1) == tags(1)
+    ds = _random_dataset(seq_ordering="random")
+    gen = BatchGenerator(ds, batch_size=60, max_seqs=4, epoch=1)
+    assert ds.num_seqs == 40 and ds.epoch == 1
+    assert [b.seq_tags for b in gen] == [b.seq_tags for b in gen] == tags(1)
     assert tags(1) != tags(2)
     shuffled = tags(3, shuffle_batches=True)
     assert shuffled == tags(3, shuffle_batches=True)

@@ -47,6 +47,11 @@ def test_per_key_chunking_with_different_steps():
     assert _bounds(lens, spec, "classes") == [(0, 2), (1, 3), (2, 4), (3, 5), (4, 5)]
 
 
+def test_lower_rate_key_that_runs_out_gives_empty_chunks():
+    spec = ({"data": 4, "classes": 2}, {"data": 4, "classes": 2})
+    assert _bounds({"data": 12, "classes": 3}, spec, "classes") == [(0, 2), (2, 3), (3, 3)]
+
+
 def test_keys_of_length_one_or_without_size_are_whole():
     assert _bounds({"data": 10, "speaker": 1}, "4:4", "speaker") == [(0, 1)] * 3
     spec = ({"data": 4}, {"data": 4})

@@ -42,6 +42,10 @@ def test_scripting_api_names():
     assert ds.estimated_num_seqs == 5
     np.testing.assert_array_equal(ds.get_targets("classes", 2), [0, 1, 2])
     np.testing.assert_array_equal(ds.get_input_data(0), [[0, 0]])
+    assert ds.get_extern_data() == {
+        "data": {"dim": 2, "shape": (None, 2), "dtype": "float32"},
+        "classes": {"dim": 4, "shape": (None,), "dtype": "int32", "sparse": True},
+    }
 
 
 def test_unknown_class_and_option_errors_name_them():
@@ -152,3 +156,29 @@ def test_get_data_out_of_range_is_an_error():
     ds.init_seq_order(epoch=1)
     with pytest.raises(DatasetError, match="out of range"):
         ds.get_data(3, "data")
+
+
+def test_returnn_style_subclass_sets_num_inputs_and_uses_returnn_import_paths():
+    from returnn.datasets.basic import Dataset as BasicDataset
+    from returnn.datasets.basic import DatasetSeq as BasicSeq
+    from returnn.datasets.hdf import SimpleHDFWriter as HdfWriter
+
+    from returnn.datasets import SimpleHDFWriter
+
+    assert BasicDataset is Dataset and BasicSeq is DatasetSeq and HdfWriter is SimpleHDFWriter
+
+    class Ramp(BasicDataset):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.num_outputs = {"classes": [4, 1]}
+            self.num_inputs = 3
+
+        def _num_corpus_seqs(self) -> int:
+            return 2
+
+        def _load_corpus_seq(self, corpus_idx: int) -> dict:
+            return {"data": np.zeros((2, 3), np.float32), "classes": np.array([corpus_idx, 3], np.int32)}
+
+    ds = Ramp()
+    assert ds.num_outputs == {"classes": [4, 1], "data": [3, 2]} and ds.num_inputs == 3
+    assert ds.get_data_dtype("data") == "float32" and ds.is_data_sparse("classes")

@@ -188,8 +188,10 @@ def test_hdf_legacy_1d_seq_lengths_and_target_classes(tmp_path):
         f.create_dataset("seqLengths", data=np.array([2, 3], dtype=np.int32))
         f.create_dataset("targetClasses", data=np.array([0, 1, 2, 3, 0], dtype=np.int32))
         f.create_dataset("seqTags", data=np.array([b"a", b"b"]))
+        f.create_dataset("labels", data=np.array([b"w", b"x", b"y", b"z"]))
     ds = init_dataset(path)
     assert ds.num_outputs == {"data": [3, 2], "classes": [4, 1]}
+    assert ds.labels == {"classes": ["w", "x", "y", "z"]}
     ds.init_seq_order(epoch=1)
     np.testing.assert_array_equal(_seq(ds, 1)["classes"], [2, 3, 0])
 
@@ -199,3 +201,34 @@ def test_hdf_seq_ordering_sorted_uses_lengths(spec_example):
     ds.init_seq_order(epoch=1)
     assert [ds.get_tag(i) for i in range(2)] == ["seq-1", "seq-0"]
     np.testing.assert_array_equal(_seq(ds, 0)["classes"], [4, 0])
+
+
+def test_hdf_bulk_reads_across_files_match_single_reads(tmp_path):
+    from returnn.datasets import dump_dataset
+
+    paths = []
+    for part in range(2):
+        src = init_dataset({"class": "SyntheticSpeechDataset", "num_seqs": 9, "fixed_random_seed": part})
+        paths.append(str(tmp_path / f"p{part}.hdf"))
+        dump_dataset(src, paths[-1])
+    bulk = init_dataset({"class": "HDFDataset", "files": paths, "seq_ordering": "random"})
+    single = init_dataset({"class": "HDFDataset", "files": paths, "seq_ordering": "random", "cache_byte_size": 20000})
+    bulk.init_seq_order(epoch=3)
+    single.init_seq_order(epoch=3)
+    bulk.load_seqs(0, bulk.num_seqs)
+    assert bulk.num_seqs == 18
+    for i in range(18):
+        assert bulk.get_tag(i) == single.get_tag(i)
+        for key in ("data", "classes"):
+            np.testing.assert_array_equal(bulk.get_data(i, key), _seq(single, i)[key])
+    assert 0 < single._lru_bytes <= 20000 and len(single._lru) < 18
+
+
+def test_hdf_reads_returnn_hdf_dump_variant(tmp_path):
+    path = write_spec_example(str(tmp_path / "dump.hdf"), bare=True)
+    with h5py.File(path, "a") as f:
+        f.attrs["inputPattSize"] = 3
+        f.create_dataset("targets/labels/classes", data=np.array([b"a", b"b", b"c", b"d", b"e"], dtype="S2"))
+    ds = init_dataset(path)
+    _check_example_content(ds)
+    assert "data" not in ds.labels

@@ -39,6 +39,12 @@ def test_laplace_sorts_within_bins_alternating(method, bins):
         assert part == sorted(part, reverse=(b % 2 == 1))
 
 
+def test_laplace_with_seed_argument():
+    assert _order("laplace:3:5") == _order("laplace:3:5") != _order("laplace:3")
+    with pytest.raises(DatasetError, match="integer seed"):
+        _order("laplace:3:x")
+
+
 def test_sort_bin_shuffle_keeps_sorted_bins():
     order = _order("sort_bin_shuffle:3")
     assert sorted(order) == list(range(12))

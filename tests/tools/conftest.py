@@ -1,13 +1,18 @@
-"""Load the scripts in tools/ as modules."""
+"""Load the scripts in tools/ as modules; the worked-example HDF file of the spec."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 import pytest
 
-TOOLS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools")
+TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOLS_DIR = os.path.join(os.path.dirname(TESTS_DIR), "tools")
+sys.path.insert(0, os.path.join(TESTS_DIR, "datasets"))
+
+from hdf_spec_example import write_spec_example  # noqa: E402
 
 
 def load_tool(name: str):
@@ -22,3 +27,9 @@ def load_tool(name: str):
 def tool():
     """``tool("hdf_dump")`` -> the module."""
     return load_tool
+
+
+@pytest.fixture
+def spec_example(tmp_path) -> str:
+    """Path of the spec's worked-example file."""
+    return write_spec_example(str(tmp_path / "example.hdf"))

@@ -96,21 +96,58 @@ def _host_signature() -> str:
     return "".join(lines)
 
 
+def cuda_home() -> str:
+    """The CUDA toolkit folder: ``$CUDA_HOME``, the one around nvcc, else /usr/local/cuda."""
+    if os.environ.get("CUDA_HOME"):
+        return os.environ["CUDA_HOME"]
+    around_nvcc = os.path.dirname(os.path.dirname(os.path.realpath(find_nvcc() or "/usr/local/cuda/bin/nvcc")))
+    if os.path.exists(os.path.join(around_nvcc, "include", "cuda_runtime.h")):
+        return around_nvcc
+    return "/usr/local/cuda"  # nvcc may be a wrapper script outside the toolkit
+
+
+def cuda_include_flags() -> list[str]:
+    """-I flags for compiling TF's GPU headers: the toolkit and a shim for TF's bundled include path.
+
+    TF's headers include ``third_party/gpus/cuda/include/...``, which the wheel does not ship; a
+    folder whose ``third_party/gpus/cuda/include`` links to the toolkit's include folder fixes that.
+    """
+    include = os.path.join(cuda_home(), "include")
+    shim = os.path.join(cache_dir(), "cuda_shim")
+    link = os.path.join(shim, "third_party", "gpus", "cuda", "include")
+    if not os.path.exists(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        tmp_link = f"{link}.{os.getpid()}.tmp"
+        os.symlink(include, tmp_link)
+        os.replace(tmp_link, link)
+    return ["-I", include, "-I", shim]
+
+
 def cxx_command(spec: OpSpec, compiler: str, output: str, *, cuda_object: str | None = None) -> list[str]:
     """The full compile-and-link command for the op's C++ source."""
     cmd = [compiler, *CXX_FLAGS, *_arch_flags(), *tf.sysconfig.get_compile_flags(), *spec.extra_flags]
     cmd += ["-I", SOURCE_DIR, os.path.join(SOURCE_DIR, spec.cc_source), "-o", output]
     if cuda_object:
-        cuda_home = os.path.dirname(os.path.dirname(find_nvcc() or "/usr/local/cuda/bin/nvcc"))
-        cmd[1:1] = ["-DGOOGLE_CUDA=1", "-I", os.path.join(cuda_home, "include")]
-        cmd += [cuda_object, "-L", os.path.join(cuda_home, "lib64"), "-lcudart", "-lcublas"]
+        cmd[1:1] = ["-DGOOGLE_CUDA=1", *cuda_include_flags()]
+        cmd += [cuda_object, "-L", os.path.join(cuda_home(), "lib64"), "-lcudart", "-lcublas"]
     return cmd + list(tf.sysconfig.get_link_flags())
 
 
-def nvcc_command(spec: OpSpec, nvcc: str, output: str) -> list[str]:
+def nvcc_command(spec: OpSpec, nvcc: str, output: str, *, archs: Sequence[str] = CUDA_ARCHS) -> list[str]:
     """nvcc command compiling the TF-header-free CUDA source to an object file."""
-    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in CUDA_ARCHS]
+    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
     return [nvcc, *NVCC_FLAGS, *gencode, os.path.join(SOURCE_DIR, spec.cu_source), "-o", output]
+
+
+def check_nvcc_version(nvcc: str, spec: OpSpec) -> None:
+    """nvcc's CUDA major version must match the one TensorFlow was built with."""
+    wanted = str(tf.sysconfig.get_build_info().get("cuda_version", "")).split(".")[0]
+    proc = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=False)
+    found = proc.stdout.split("release ")[-1].split(".")[0] if "release " in proc.stdout else "?"
+    if wanted and found != wanted:
+        raise NativeOpBuildError(
+            f"native op '{spec.name}': {nvcc} is CUDA {found}, TensorFlow was built with CUDA {wanted}; "
+            f"point RETURNN_NATIVE_OP_NVCC at a CUDA {wanted} nvcc, or {spec.fallback_hint}.")
 
 
 def _source_hash(spec: OpSpec, compiler: str, cuda: bool) -> str:
@@ -157,6 +194,7 @@ def _compile_into(spec: OpSpec, compiler: str, target: str) -> None:
     with tempfile.TemporaryDirectory(prefix=f".{spec.name}-", dir=directory) as tmp:
         cuda_object = None
         if use_cuda() and spec.cu_source:
+            check_nvcc_version(find_nvcc(), spec)
             cuda_object = os.path.join(tmp, spec.name + "_cu.o")
             _run(nvcc_command(spec, find_nvcc(), cuda_object), spec)
         tmp_lib = os.path.join(tmp, os.path.basename(target))

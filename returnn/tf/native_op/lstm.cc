@@ -7,6 +7,10 @@
 //   c = f * c_prev + i * j;   h = o * tanh(c);   y[t] = h
 // Frames with mask 0 keep the state and output 0. direction -1 walks t = T-1 .. 0.
 
+#if GOOGLE_CUDA
+#define EIGEN_USE_GPU  // before any Eigen include: makes Eigen::GpuDevice (and its stream) complete
+#endif
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -18,6 +22,7 @@
 #include "tensorflow/core/framework/shape_inference.h"
 
 using tensorflow::DEVICE_CPU;
+using tensorflow::DEVICE_GPU;
 using tensorflow::OpKernel;
 using tensorflow::OpKernelConstruction;
 using tensorflow::OpKernelContext;
@@ -324,3 +329,85 @@ REGISTER_KERNEL_BUILDER(Name("ReturnnNativeLstmGrad").Device(DEVICE_CPU).TypeCon
                         NativeLstmGradOp<float>);
 REGISTER_KERNEL_BUILDER(Name("ReturnnNativeLstmGrad").Device(DEVICE_CPU).TypeConstraint<double>("T"),
                         NativeLstmGradOp<double>);
+
+#if GOOGLE_CUDA
+#include "lstm_cuda.h"
+#include "unsupported/Eigen/CXX11/Tensor"
+
+namespace {
+
+// GPU forward: the time loop of lstm.cu on the op's stream (float32 only).
+class NativeLstmGpuOp : public OpKernel {
+ public:
+  explicit NativeLstmGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("direction", &direction_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &z = ctx->input(0), &v = ctx->input(1), &c0 = ctx->input(2), &y0 = ctx->input(3),
+                 &mask = ctx->input(4);
+    OP_REQUIRES(ctx, z.dims() == 3 && z.dim_size(2) % 4 == 0,
+                tensorflow::errors::InvalidArgument("z must be [T, B, 4n], got ", z.shape().DebugString()));
+    const int64_t time = z.dim_size(0), batch = z.dim_size(1), n = z.dim_size(2) / 4;
+    OP_REQUIRES_OK(ctx, CheckShapes(v, c0, y0, mask, time, batch, n));
+    Tensor *y, *c, *gates, *final_c, *final_y;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({time, batch, n}), &y));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({time, batch, n}), &c));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, z.shape(), &gates));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({batch, n}), &final_c));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({batch, n}), &final_y));
+    const int rc = returnn_lstm_cuda_forward(
+        ctx->eigen_gpu_device().stream(), time, batch, n, direction_, z.flat<float>().data(), v.flat<float>().data(),
+        c0.flat<float>().data(), y0.flat<float>().data(), mask.flat<float>().data(), y->flat<float>().data(),
+        c->flat<float>().data(), gates->flat<float>().data(), final_c->flat<float>().data(),
+        final_y->flat<float>().data());
+    OP_REQUIRES(ctx, rc == 0, tensorflow::errors::Internal("native LSTM CUDA forward: ",
+                                                           returnn_lstm_cuda_error_string(rc), " (", rc, ")"));
+  }
+
+ private:
+  int direction_ = 1;
+};
+
+// GPU backward, same outputs as the CPU kernel.
+class NativeLstmGradGpuOp : public OpKernel {
+ public:
+  explicit NativeLstmGradGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("direction", &direction_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("cell_grad_clip", &clip_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &v = ctx->input(0), &c0 = ctx->input(1), &y0 = ctx->input(2), &mask = ctx->input(3),
+                 &y = ctx->input(4), &c = ctx->input(5), &gates = ctx->input(6), &dy = ctx->input(7),
+                 &dfinal_c = ctx->input(8), &dfinal_y = ctx->input(9);
+    OP_REQUIRES(ctx, y.dims() == 3, tensorflow::errors::InvalidArgument("y must be [T, B, n]"));
+    const int64_t time = y.dim_size(0), batch = y.dim_size(1), n = y.dim_size(2);
+    OP_REQUIRES_OK(ctx, CheckShapes(v, c0, y0, mask, time, batch, n));
+    Tensor *dz, *h_prev, *dc0, *dy0, scratch;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, gates.shape(), &dz));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, y.shape(), &h_prev));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, c0.shape(), &dc0));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, c0.shape(), &dy0));
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_FLOAT, c0.shape(), &scratch));
+    const int rc = returnn_lstm_cuda_backward(
+        ctx->eigen_gpu_device().stream(), time, batch, n, direction_, clip_, v.flat<float>().data(),
+        c0.flat<float>().data(), y0.flat<float>().data(), mask.flat<float>().data(), y.flat<float>().data(),
+        c.flat<float>().data(), gates.flat<float>().data(), dy.flat<float>().data(), dfinal_c.flat<float>().data(),
+        dfinal_y.flat<float>().data(), dz->flat<float>().data(), h_prev->flat<float>().data(),
+        dc0->flat<float>().data(), dy0->flat<float>().data(), scratch.flat<float>().data());
+    OP_REQUIRES(ctx, rc == 0, tensorflow::errors::Internal("native LSTM CUDA backward: ",
+                                                           returnn_lstm_cuda_error_string(rc), " (", rc, ")"));
+  }
+
+ private:
+  int direction_ = 1;
+  float clip_ = 0.f;
+};
+
+}  // namespace
+
+REGISTER_KERNEL_BUILDER(Name("ReturnnNativeLstm").Device(DEVICE_GPU).TypeConstraint<float>("T"), NativeLstmGpuOp);
+REGISTER_KERNEL_BUILDER(Name("ReturnnNativeLstmGrad").Device(DEVICE_GPU).TypeConstraint<float>("T"),
+                        NativeLstmGradGpuOp);
+#endif  // GOOGLE_CUDA

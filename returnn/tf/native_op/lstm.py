@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from returnn.tf.native_op import build
 
-LSTM_OP = build.OpSpec(name="native_lstm", cc_source="lstm.cc", headers=("lstm_gemm.h",), cu_source="lstm.cu")
+LSTM_OP = build.OpSpec(name="native_lstm", cc_source="lstm.cc", headers=("lstm_gemm.h", "lstm_cuda.h", "cublas_min.h"),
+                       cu_source="lstm.cu")
 OP_TYPE = "ReturnnNativeLstm"
 
 _gradient_registered = False

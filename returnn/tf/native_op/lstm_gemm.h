@@ -37,42 +37,69 @@ inline void pack_matrix(const float* src, long row_stride, long col_stride, int 
   }
 }
 
-// C[MR x width] = (accumulate ? C : 0) + A[MR x depth] * panel[depth x 16] (first width columns).
-template <int MR>
-inline void tile_product(int depth, const float* a, long lda, const float* panel, float* c, long ldc, int width,
-                         bool accumulate) {
-  __m256 lo[MR], hi[MR];
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
-  for (int k = 0; k < depth; ++k) {
-    const __m256 b0 = _mm256_loadu_ps(panel + k * kPanel), b1 = _mm256_loadu_ps(panel + k * kPanel + 8);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      const __m256 x = _mm256_broadcast_ss(a + r * lda + k);
-      lo[r] = _mm256_fmadd_ps(x, b0, lo[r]);
-      hi[r] = _mm256_fmadd_ps(x, b1, hi[r]);
-    }
-  }
+// Stores (or adds) one accumulator row pair to C, the first `width` columns only when width < 16.
+inline void store_row(__m256 lo, __m256 hi, float* row, int width, bool accumulate) {
   if (width == kPanel) {
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      float* row = c + r * ldc;
-      if (accumulate) {
-        lo[r] = _mm256_add_ps(lo[r], _mm256_loadu_ps(row));
-        hi[r] = _mm256_add_ps(hi[r], _mm256_loadu_ps(row + 8));
-      }
-      _mm256_storeu_ps(row, lo[r]);
-      _mm256_storeu_ps(row + 8, hi[r]);
+    if (accumulate) {
+      lo = _mm256_add_ps(lo, _mm256_loadu_ps(row));
+      hi = _mm256_add_ps(hi, _mm256_loadu_ps(row + 8));
     }
+    _mm256_storeu_ps(row, lo);
+    _mm256_storeu_ps(row + 8, hi);
     return;
   }
   alignas(32) float tmp[kPanel];
-  for (int r = 0; r < MR; ++r) {
-    _mm256_store_ps(tmp, lo[r]);
-    _mm256_store_ps(tmp + 8, hi[r]);
-    float* row = c + r * ldc;
-    for (int j = 0; j < width; ++j) row[j] = (accumulate ? row[j] : 0.f) + tmp[j];
+  _mm256_store_ps(tmp, lo);
+  _mm256_store_ps(tmp + 8, hi);
+  for (int j = 0; j < width; ++j) row[j] = (accumulate ? row[j] : 0.f) + tmp[j];
+}
+
+// C[MR x width] = (accumulate ? C : 0) + A[MR x depth] * panel[depth x 16] (first width columns).
+// Named accumulators (not an array) so that the compiler keeps all twelve in registers.
+template <int MR>
+inline void tile_product(int depth, const float* a, long lda, const float* panel, float* c, long ldc, int width,
+                         bool accumulate) {
+  static_assert(MR >= 1 && MR <= kTileRows, "tile rows");
+  __m256 l0 = _mm256_setzero_ps(), h0 = l0, l1 = l0, h1 = l0, l2 = l0, h2 = l0, l3 = l0, h3 = l0, l4 = l0, h4 = l0,
+         l5 = l0, h5 = l0;
+  const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * lda, *a3 = a + 3 * lda, *a4 = a + 4 * lda, *a5 = a + 5 * lda;
+  for (int k = 0; k < depth; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(panel + k * kPanel), b1 = _mm256_loadu_ps(panel + k * kPanel + 8);
+    __m256 x = _mm256_broadcast_ss(a0 + k);
+    l0 = _mm256_fmadd_ps(x, b0, l0);
+    h0 = _mm256_fmadd_ps(x, b1, h0);
+    if constexpr (MR > 1) {
+      x = _mm256_broadcast_ss(a1 + k);
+      l1 = _mm256_fmadd_ps(x, b0, l1);
+      h1 = _mm256_fmadd_ps(x, b1, h1);
+    }
+    if constexpr (MR > 2) {
+      x = _mm256_broadcast_ss(a2 + k);
+      l2 = _mm256_fmadd_ps(x, b0, l2);
+      h2 = _mm256_fmadd_ps(x, b1, h2);
+    }
+    if constexpr (MR > 3) {
+      x = _mm256_broadcast_ss(a3 + k);
+      l3 = _mm256_fmadd_ps(x, b0, l3);
+      h3 = _mm256_fmadd_ps(x, b1, h3);
+    }
+    if constexpr (MR > 4) {
+      x = _mm256_broadcast_ss(a4 + k);
+      l4 = _mm256_fmadd_ps(x, b0, l4);
+      h4 = _mm256_fmadd_ps(x, b1, h4);
+    }
+    if constexpr (MR > 5) {
+      x = _mm256_broadcast_ss(a5 + k);
+      l5 = _mm256_fmadd_ps(x, b0, l5);
+      h5 = _mm256_fmadd_ps(x, b1, h5);
+    }
   }
+  store_row(l0, h0, c, width, accumulate);
+  if constexpr (MR > 1) store_row(l1, h1, c + ldc, width, accumulate);
+  if constexpr (MR > 2) store_row(l2, h2, c + 2 * ldc, width, accumulate);
+  if constexpr (MR > 3) store_row(l3, h3, c + 3 * ldc, width, accumulate);
+  if constexpr (MR > 4) store_row(l4, h4, c + 4 * ldc, width, accumulate);
+  if constexpr (MR > 5) store_row(l5, h5, c + 5 * ldc, width, accumulate);
 }
 
 // Runs the row tiles of one panel slice: rows in blocks of 6, then the remainder.

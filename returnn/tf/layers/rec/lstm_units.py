@@ -1,4 +1,4 @@
-"""LSTM units: nativelstm (fused native op), lstmblock (TF's BlockLSTMV2), standardlstm (TF loop), cudnnlstm.
+"""LSTM units: nativelstm (fused native op), lstmblock (TF's BlockLSTM), standardlstm (TF loop), cudnnlstm.
 
 All use ``W`` [n_in, 4n], ``W_re`` [n, 4n], ``b`` [4n] with gate order j (cell input), i, f, o; the
 state is ``(c, h)``. Units that need another layout permute the weights when called.
@@ -86,18 +86,22 @@ class StandardLSTMUnit(LSTMUnitBase):
 
 @register_unit("lstmblock")
 class LSTMBlockUnit(LSTMUnitBase):
-    """TensorFlow's fused BlockLSTMV2 op (gate order i, f, j, o; projects the input per step)."""
+    """TensorFlow's fused BlockLSTM op (gate order i, j, f, o; projects the input per step).
+
+    BlockLSTM, not BlockLSTMV2: in TF 2.21 the registered gradient of BlockLSTMV2 is wrong
+    (it disagrees with finite differences), the one of BlockLSTM is right.
+    """
 
     def _run(self, x: tf.Tensor, seq_lens: tf.Tensor, direction: int, state: State) -> tuple[tf.Tensor, State]:
         c0, h0 = state
         if direction == -1:
             x = reverse_valid(x, seq_lens)
-        w, w_re, b = self.gate_blocks("ifjo")
+        w, w_re, b = self.gate_blocks("ijfo")
         no_peephole = tf.zeros([self.n_out], self.dtype)
-        outputs = tf.raw_ops.BlockLSTMV2(
+        outputs = tf.raw_ops.BlockLSTM(
             seq_len_max=tf.cast(tf.shape(x)[0], tf.int64), x=x, cs_prev=c0, h_prev=h0,
             w=tf.concat([w, w_re], axis=0), wci=no_peephole, wcf=no_peephole, wco=no_peephole, b=b,
-            cell_clip=0.0, use_peephole=False)
+            forget_bias=0.0, cell_clip=-1.0, use_peephole=False)
         cs, h = outputs.cs, outputs.h
         final = (last_valid(cs, seq_lens, c0), last_valid(h, seq_lens, h0))
         y = h * valid_mask(seq_lens, tf.shape(x)[0], self.dtype)[:, :, None]

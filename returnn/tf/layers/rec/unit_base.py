@@ -78,7 +78,6 @@ class RecUnit(tf.Module, abc.ABC):
     """A recurrent unit over whole sequences; params are created in the constructor."""
 
     gates: int = 1  # blocks of n_out in W / W_re / b
-    recurrent_init_scale: float = 1.0
 
     def __init__(self, *, n_in: int, n_out: int, name: str = "rec", param_init: ParamInit = "glorot_uniform",
                  bias_init: ParamInit = 0.0, dtype: tf.DType = tf.float32, seed: int | None = None):

@@ -2,7 +2,7 @@
 
 Config: ``{"class": "rec", "unit": "nativelstm", "n_out": 512, "direction": -1, "from": "data"}``
 
-Units: nativelstm / lstm / nativelstm2 (fused native op, the default), lstmblock (BlockLSTMV2),
+Units: nativelstm / lstm / nativelstm2 (fused native op, the default), lstmblock (BlockLSTM),
 standardlstm (TF loop), cudnnlstm (GPU only), gru, rnn. All are time-major: ``unit(x [T, B, n_in],
 seq_lens [B], direction=1|-1, initial_state=None) -> (y [T, B, n_out], final_state)``, with y zero on
 padded frames and the final state taken at each sequence's last valid frame.

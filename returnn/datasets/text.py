@@ -1,0 +1,204 @@
+"""Text datasets: ``LmDataset`` (one sentence a line) and ``TranslationDataset`` (parallel source/target).
+
+Text files may be gzipped (``.gz``). Vocabularies are RETURNN pickles ({token: id}), JSON dicts
+({token: id}, as Sockeye writes them), "token id" lines, or one token a line (id = line number).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import pickle
+from typing import Sequence
+
+import numpy as np
+
+from returnn.datasets.base import Dataset, SeqDict, read_text_lines, register_dataset
+from returnn.errors import DatasetError
+
+
+def load_vocab(path: str) -> dict[str, int]:
+    """Token -> id from a .pkl / .json dict, "token id" lines, or one token a line."""
+    try:
+        if path.endswith(".pkl"):
+            with open(path, "rb") as f:
+                vocab = pickle.load(f)
+        elif path.endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                vocab = json.load(f)
+        else:
+            lines = [line for line in read_text_lines(path) if line.strip()]
+            pairs = [line.rsplit(None, 1) for line in lines]
+            if pairs and all(len(p) == 2 and p[1].isdigit() for p in pairs):
+                vocab = {tok: int(idx) for tok, idx in pairs}
+            else:
+                vocab = {line.strip(): i for i, line in enumerate(lines)}
+    except (OSError, ValueError, pickle.UnpicklingError) as exc:
+        raise DatasetError(f"cannot read vocabulary file {path!r}: {exc}") from None
+    if not isinstance(vocab, dict) or not all(isinstance(v, int) for v in vocab.values()):
+        raise DatasetError(f"vocabulary file {path!r}: expected a mapping token -> int id")
+    return vocab
+
+
+def vocab_labels(vocab: dict[str, int]) -> list[str]:
+    """Id -> token list (gaps filled with empty strings)."""
+    labels = [""] * (max(vocab.values(), default=-1) + 1)
+    for token, idx in vocab.items():
+        labels[idx] = token
+    return labels
+
+
+def encode(tokens: Sequence[str], vocab: dict[str, int], unknown: str | None, *, where: str) -> np.ndarray:
+    """Token ids; unknown tokens map to ``unknown`` if given, else raise a DatasetError naming ``where``."""
+    unk_id = vocab.get(unknown) if unknown is not None else None
+    ids = []
+    for tok in tokens:
+        idx = vocab.get(tok, unk_id)
+        if idx is None:
+            hint = f" and unknown symbol {unknown!r} is not in the vocabulary" if unknown is not None else ""
+            raise DatasetError(f"{where}: token {tok!r} is not in the vocabulary{hint}")
+        ids.append(idx)
+    return np.array(ids, dtype=np.int32)
+
+
+class _TextDataset(Dataset):
+    """In-memory sequences of token ids by data key."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._seqs: list[SeqDict] = []
+        self._tags: list[str] = []
+
+    def _num_corpus_seqs(self) -> int:
+        return len(self._seqs)
+
+    def _load_corpus_seq(self, corpus_idx: int) -> SeqDict:
+        return self._seqs[corpus_idx]
+
+    def _corpus_tag(self, corpus_idx: int) -> str:
+        return self._tags[corpus_idx]
+
+    def _corpus_seq_lens(self, corpus_idx: int) -> dict[str, int]:
+        return {k: len(v) for k, v in self._seqs[corpus_idx].items()}
+
+
+@register_dataset
+class LmDataset(_TextDataset):
+    """Language-model data: each non-empty line of ``corpus_file`` is a sequence ``data`` of word or char ids + end symbol.
+
+    Config: ``{"class": "LmDataset", "corpus_file": "train.txt.gz", "orth_symbols_map_file": "vocab.txt", "word_based": True}``
+    Without a vocabulary file, one is built from the corpus (tokens by frequency, then alphabetically).
+    """
+
+    def __init__(
+        self,
+        corpus_file: str | Sequence[str],
+        orth_symbols_file: str | None = None,
+        orth_symbols_map_file: str | None = None,
+        word_based: bool = False,
+        seq_end_symbol: str | None = "[END]",
+        unknown_symbol: str | None = "[UNKNOWN]",
+        auto_replace_unknown_symbol: bool = False,
+        add_delayed_seq_data: bool = False,
+        delayed_seq_data_start_symbol: str = "[START]",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        files = [corpus_file] if isinstance(corpus_file, str) else list(corpus_file)
+        self.word_based = bool(word_based)
+        lines = [(path, n + 1, line) for path in files for n, line in enumerate(read_text_lines(path)) if line.strip()]
+        tokenized = [(path, n, self._tokens(line)) for path, n, line in lines]
+        specials = [s for s in (seq_end_symbol, unknown_symbol) if s is not None]
+        if add_delayed_seq_data:
+            specials.append(delayed_seq_data_start_symbol)
+        vocab_file = orth_symbols_map_file or orth_symbols_file
+        self.vocab = load_vocab(vocab_file) if vocab_file else self._build_vocab([t for _, _, t in tokenized], specials)
+        unknown = unknown_symbol if (auto_replace_unknown_symbol or not vocab_file) else None
+        for path, n, tokens in tokenized:
+            if seq_end_symbol is not None:
+                tokens = tokens + [seq_end_symbol]
+            seq = {"data": encode(tokens, self.vocab, unknown, where=f"LmDataset: file {path!r}, line {n}")}
+            if add_delayed_seq_data:
+                start = encode([delayed_seq_data_start_symbol], self.vocab, None, where="LmDataset: delayed_seq_data_start_symbol")
+                seq["delayed"] = np.concatenate([start, seq["data"][:-1]])
+            self._seqs.append(seq)
+            self._tags.append(f"line-{len(self._tags)}")
+        dim = max(self.vocab.values(), default=-1) + 1
+        for key in ["data"] + (["delayed"] if add_delayed_seq_data else []):
+            self.num_outputs[key] = [dim, 1]
+            self._dtypes[key] = "int32"
+            self.labels[key] = vocab_labels(self.vocab)
+
+    def _tokens(self, line: str) -> list[str]:
+        """Words (whitespace-split) or characters of a line."""
+        return line.split() if self.word_based else list(line.strip())
+
+    @staticmethod
+    def _build_vocab(sentences: list[list[str]], specials: list[str]) -> dict[str, int]:
+        """Special symbols first, then tokens by descending frequency (ties alphabetically)."""
+        counts = collections.Counter(tok for sent in sentences for tok in sent)
+        tokens = list(dict.fromkeys(specials)) + sorted((t for t in counts if t not in specials), key=lambda t: (-counts[t], t))
+        return {tok: i for i, tok in enumerate(tokens)}
+
+
+def _text_file(path: str) -> str:
+    """``path``, or ``path + ".gz"`` if only that exists."""
+    if not os.path.exists(path) and os.path.exists(path + ".gz"):
+        return path + ".gz"
+    return path
+
+
+@register_dataset
+class TranslationDataset(_TextDataset):
+    """Parallel text: ``data`` (source ids) and ``classes`` (target ids), each followed by ``seq_postfix``.
+
+    Config (RETURNN layout): ``{"class": "TranslationDataset", "path": "data/", "file_postfix": "train"}`` reads
+    ``source.train`` / ``target.train`` (or ``.gz``) and ``source.vocab.pkl`` / ``target.vocab.pkl``; or name the
+    files directly with ``source_file``, ``target_file``, ``source_vocab``, ``target_vocab`` (pkl, json or text).
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        file_postfix: str | None = None,
+        source_postfix: str = "",
+        target_postfix: str = "",
+        unknown_label: str | dict | None = None,
+        seq_postfix: Sequence[int] | None = (0,),
+        source_file: str | None = None,
+        target_file: str | None = None,
+        source_vocab: str | None = None,
+        target_vocab: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        files = {}
+        for side, text, vocab in (("source", source_file, source_vocab), ("target", target_file, target_vocab)):
+            if text is None or vocab is None:
+                if path is None or (text is None and file_postfix is None):
+                    raise DatasetError(f"TranslationDataset: give \"path\" and \"file_postfix\", or \"{side}_file\" and \"{side}_vocab\"")
+                text = text or os.path.join(path, f"{side}.{file_postfix}")
+                vocab = vocab or os.path.join(path, f"{side}.vocab.pkl")
+            files[side] = (_text_file(text), vocab)
+        unknown = unknown_label if isinstance(unknown_label, dict) else {"data": unknown_label, "classes": unknown_label}
+        postfix = np.array(list(seq_postfix or []), dtype=np.int32)
+        columns = {}
+        for side, key, extra in (("source", "data", source_postfix), ("target", "classes", target_postfix)):
+            text, vocab_path = files[side]
+            vocab = load_vocab(vocab_path)
+            lines = read_text_lines(text)
+            columns[key] = [
+                np.concatenate([encode((line + extra).split(), vocab, unknown.get(key), where=f"TranslationDataset: file {text!r}, line {n + 1}"), postfix])
+                for n, line in enumerate(lines)
+            ]
+            self.num_outputs[key] = [max(vocab.values(), default=-1) + 1, 1]
+            self._dtypes[key] = "int32"
+            self.labels[key] = vocab_labels(vocab)
+        if len(columns["data"]) != len(columns["classes"]):
+            raise DatasetError(
+                f"TranslationDataset: {files['source'][0]!r} has {len(columns['data'])} lines but "
+                f"{files['target'][0]!r} has {len(columns['classes'])}"
+            )
+        self._seqs = [{"data": s, "classes": t} for s, t in zip(columns["data"], columns["classes"])]
+        self._tags = [f"line-{i}" for i in range(len(self._seqs))]

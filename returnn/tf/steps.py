@@ -1,0 +1,118 @@
+"""The ``tf.function`` steps (train, eval, forward) with dynamic-shape signatures, and score bookkeeping.
+
+Each step is traced once: batch and time dims are ``None`` in the input signature, so batches of any
+shape reuse the same graph. A retrace (which only a changed signature could cause) is logged.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from returnn.datasets.batching import Batch
+from returnn.errors import DatasetError
+from returnn.log import logger
+from returnn.tensor.extern_data import seq_len_key
+from returnn.tf.network import Network
+from returnn.tf.updater import Updater
+
+
+def feed_for_signature(batch: Batch, signature: Mapping[str, tf.TensorSpec]) -> dict[str, np.ndarray]:
+    """The step's input dict from a padded batch, in the signature's dtypes."""
+    feed = {}
+    for name, spec in signature.items():
+        key, _, suffix = name.partition(":")
+        if not suffix:
+            if key not in batch.data:
+                raise DatasetError(f"the dataset gives no data key {key!r}, which the network needs; "
+                                   f"it has: {', '.join(batch.keys())}")
+            feed[name] = np.asarray(batch.data[key], dtype=spec.dtype.as_numpy_dtype)
+        elif name == seq_len_key(key):
+            feed[name] = np.asarray(batch.seq_lens[key], dtype=np.int32)
+        else:
+            raise DatasetError(f"batch input {name!r}: only one dynamic axis per data key is supported by the batcher")
+    return feed
+
+
+def make_train_step(network: Network, updater: Updater, *, jit_compile: bool = False) -> tuple[Callable, dict]:
+    """(step, signature): ``step(feed) -> {loss name: (loss, error, frames)}, total, grad norm``, updating params."""
+    signature = network.input_signature(with_targets=True)
+    variables = updater.variables_to_train
+
+    def train_step(feed):
+        with tf.GradientTape() as tape:
+            outputs = network(feed, train=True)
+            values = network.loss_values(outputs, feed)
+            total = network.total_loss(values)
+        grads = tape.gradient(total, variables)
+        grad_norm = updater.apply_gradients(grads)
+        return _loss_tuple(values), total, grad_norm
+
+    return tf.function(train_step, input_signature=[signature], jit_compile=jit_compile or None), signature
+
+
+def make_eval_step(network: Network) -> tuple[Callable, dict]:
+    """(step, signature): ``step(feed) -> {loss name: (loss, error, frames)}`` without updates or dropout."""
+    signature = network.input_signature(with_targets=True)
+
+    def eval_step(feed):
+        outputs = network(feed, train=False)
+        return _loss_tuple(network.loss_values(outputs, feed))
+
+    return tf.function(eval_step, input_signature=[signature]), signature
+
+
+def _loss_tuple(values: Mapping[str, Any]) -> dict[str, tuple]:
+    result = {}
+    for name, value in values.items():
+        error = value.error if value.error is not None else tf.constant(-1.0)
+        result[name] = (tf.cast(value.loss, tf.float32), tf.cast(error, tf.float32), tf.cast(value.num_frames, tf.float32))
+    return result
+
+
+def warn_on_retrace(step: Callable, name: str) -> None:
+    """Log a warning when a step was traced more than once (a retrace costs seconds per batch shape)."""
+    count = step.experimental_get_tracing_count()
+    if count > 1:
+        logger.warning(f"{name} step was traced {count} times; batch shapes should not cause retracing")
+
+
+class ScoreAccumulator:
+    """Frame-weighted means of each loss's score and error over the batches of an epoch."""
+
+    def __init__(self):
+        self.sums: dict[str, list[float]] = {}
+
+    def add(self, losses: Mapping[str, Sequence]) -> dict[str, float]:
+        """Add one step's ``{name: (loss, error, frames)}``; returns this step's scores for reporting."""
+        step_scores = {}
+        for name, (loss, error, frames) in losses.items():
+            loss, error, frames = float(loss), float(error), float(frames)
+            acc = self.sums.setdefault(name, [0.0, 0.0, 0.0, 0.0])
+            acc[0] += loss * frames
+            acc[2] += frames
+            if error >= 0:
+                acc[1] += error * frames
+                acc[3] += frames
+                step_scores[f"error:{name}"] = error
+            step_scores[f"cost:{name}"] = loss
+        return step_scores
+
+    def scores(self) -> dict[str, float]:
+        """``{name: mean score}``."""
+        return {name: acc[0] / acc[2] if acc[2] else math.nan for name, acc in self.sums.items()}
+
+    def errors(self) -> dict[str, float]:
+        """``{name: mean error}`` for losses that have an error measure."""
+        return {name: acc[1] / acc[3] for name, acc in self.sums.items() if acc[3]}
+
+    def epoch_error_dict(self, prefix: str) -> dict[str, dict[str, float]]:
+        """RETURNN's shape for the learning-rate file: ``{"dev_score": {"cost:output": s}, "dev_error": {...}}``."""
+        result = {f"{prefix}_score": {f"cost:{k}": v for k, v in self.scores().items()}}
+        errors = self.errors()
+        if errors:
+            result[f"{prefix}_error"] = {f"error:{k}": v for k, v in errors.items()}
+        return result

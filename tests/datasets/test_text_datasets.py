@@ -1,0 +1,103 @@
+"""LmDataset and TranslationDataset: vocab formats, unknown tokens, end symbols, gzipped files."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+
+import pytest
+
+from returnn.datasets import init_dataset
+from returnn.datasets.text import load_vocab
+from returnn.errors import DatasetError
+
+
+def _ids(ds, key: str = "data") -> list[list[int]]:
+    ds.init_seq_order(epoch=1)
+    return [ds.get_data(i, key).tolist() for i in range(ds.num_seqs)]
+
+
+def test_lm_word_based_with_vocab_file_gzipped_corpus(tmp_path):
+    corpus = tmp_path / "train.txt.gz"
+    with gzip.open(corpus, "wt", encoding="utf-8") as f:
+        f.write("the cat sat\n\nthe dog\n")
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("[END] 0\n[UNKNOWN] 1\nthe 2\ncat 3\nsat 4\n")
+    ds = init_dataset({"class": "LmDataset", "corpus_file": str(corpus), "orth_symbols_map_file": str(vocab),
+                       "word_based": True, "auto_replace_unknown_symbol": True})
+    assert _ids(ds) == [[2, 3, 4, 0], [2, 1, 0]]
+    assert ds.num_outputs == {"data": [5, 1]} and ds.is_data_sparse("data")
+    assert ds.labels["data"] == ["[END]", "[UNKNOWN]", "the", "cat", "sat"]
+    assert ds.get_tag(1) == "line-1"
+
+
+def test_lm_unknown_word_without_replacement_names_file_and_line(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a b\nb zz\n")
+    vocab = tmp_path / "v.txt"
+    vocab.write_text("[END]\na\nb\n")
+    with pytest.raises(DatasetError, match=r"c\.txt', line 2: token 'zz' is not in the vocabulary"):
+        init_dataset({"class": "LmDataset", "corpus_file": str(corpus), "orth_symbols_file": str(vocab), "word_based": True})
+
+
+def test_lm_char_based_builds_vocab_and_delayed_data(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("abca\nbb\n")
+    ds = init_dataset({"class": "LmDataset", "corpus_file": str(corpus), "add_delayed_seq_data": True})
+    vocab = {tok: i for i, tok in enumerate(ds.labels["data"])}
+    assert ds.labels["data"][:3] == ["[END]", "[UNKNOWN]", "[START]"]
+    data, delayed = _ids(ds, "data"), _ids(ds, "delayed")
+    assert data[0] == [vocab[c] for c in "abca"] + [vocab["[END]"]]
+    assert delayed[0] == [vocab["[START]"]] + data[0][:-1]
+    assert ds.get_data_keys() == ["data", "delayed"]
+
+
+def _write_translation(tmp_path, vocab_format: str) -> dict:
+    src, tgt = {"</S>": 0, "<UNK>": 1, "hallo": 2, "welt": 3}, {"</S>": 0, "<UNK>": 1, "hello": 2, "world": 3}
+    for side, vocab in (("source", src), ("target", tgt)):
+        if vocab_format == "pkl":
+            with open(tmp_path / f"{side}.vocab.pkl", "wb") as f:
+                pickle.dump(vocab, f)
+        else:
+            (tmp_path / f"{side}.vocab.json").write_text(json.dumps(vocab))
+    with gzip.open(tmp_path / "source.train.gz", "wt") as f:
+        f.write("hallo welt\nwelt foo\n")
+    (tmp_path / "target.train").write_text("hello world\nworld\n")
+    return {"src": src, "tgt": tgt}
+
+
+def test_translation_dataset_returnn_layout_gzipped_source(tmp_path):
+    _write_translation(tmp_path, "pkl")
+    ds = init_dataset({"class": "TranslationDataset", "path": str(tmp_path), "file_postfix": "train",
+                       "unknown_label": "<UNK>"})
+    assert _ids(ds, "data") == [[2, 3, 0], [3, 1, 0]]
+    assert _ids(ds, "classes") == [[2, 3, 0], [3, 0]]
+    assert ds.num_outputs == {"data": [4, 1], "classes": [4, 1]}
+    assert ds.labels["classes"] == ["</S>", "<UNK>", "hello", "world"]
+
+
+def test_translation_dataset_explicit_files_json_vocab_and_errors(tmp_path):
+    _write_translation(tmp_path, "json")
+    spec = {"class": "TranslationDataset", "source_file": str(tmp_path / "source.train.gz"),
+            "target_file": str(tmp_path / "target.train"), "source_vocab": str(tmp_path / "source.vocab.json"),
+            "target_vocab": str(tmp_path / "target.vocab.json"), "seq_postfix": None}
+    with pytest.raises(DatasetError, match=r"source\.train\.gz', line 2: token 'foo'"):
+        init_dataset(spec)
+    ds = init_dataset(dict(spec, unknown_label={"data": "<UNK>", "classes": None}))
+    assert _ids(ds, "data") == [[2, 3], [3, 1]]
+    (tmp_path / "target.train").write_text("hello\n")
+    with pytest.raises(DatasetError, match="has 2 lines but"):
+        init_dataset(dict(spec, unknown_label="<UNK>"))
+    with pytest.raises(DatasetError, match="file_postfix"):
+        init_dataset({"class": "TranslationDataset"})
+
+
+def test_load_vocab_formats_and_errors(tmp_path):
+    (tmp_path / "plain.txt").write_text("a\nb\n")
+    assert load_vocab(str(tmp_path / "plain.txt")) == {"a": 0, "b": 1}
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(DatasetError, match=r"bad\.json.*mapping"):
+        load_vocab(str(tmp_path / "bad.json"))
+    with pytest.raises(DatasetError, match=r"cannot read vocabulary file .*none\.pkl"):
+        load_vocab(str(tmp_path / "none.pkl"))

@@ -1,0 +1,163 @@
+"""Tests of the recurrent units: numpy references, ragged lengths, both directions, shared LSTM params."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from returnn.errors import LayerConfigError
+from returnn.tf.layers.rec.units import UNITS, RecUnit, make_unit
+
+CPU_UNITS = ["nativelstm", "lstmblock", "standardlstm", "gru", "rnn"]
+LSTM_UNITS = ["nativelstm", "lstmblock", "standardlstm"]
+N_IN, N_OUT = 5, 6
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def numpy_step(unit: str, params: dict, x_t: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
+    """One step of each unit's documented math in numpy (LSTM gate order j, i, f, o)."""
+    W, W_re, b = params["W"], params["W_re"], params["b"]
+    if unit in LSTM_UNITS:
+        c, h = state
+        j, i, f, o = np.split(x_t @ W + b + h @ W_re, 4, axis=-1)
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(j)
+        h = sigmoid(o) * np.tanh(c)
+        return h, (c, h)
+    (h,) = state
+    if unit == "rnn":
+        h = np.tanh(x_t @ W + b + h @ W_re)
+        return h, (h,)
+    n = h.shape[-1]
+    z = x_t @ W + b
+    r, u = np.split(sigmoid(z[:, : 2 * n] + h @ W_re[:, : 2 * n]), 2, axis=-1)
+    h = u * h + (1 - u) * np.tanh(z[:, 2 * n:] + (r * h) @ W_re[:, 2 * n:])
+    return h, (h,)
+
+
+def numpy_unit(unit: str, params: dict, x: np.ndarray, seq_lens: np.ndarray, direction: int, state0: tuple):
+    """Per sequence: run over its valid frames (reversed for direction -1); zeros on padding."""
+    y = np.zeros(x.shape[:2] + (N_OUT,), np.float64)
+    finals = [np.array(s, np.float64) for s in state0]
+    for b, length in enumerate(seq_lens):
+        state = tuple(s[b: b + 1].astype(np.float64) for s in state0)
+        frames = range(length) if direction == 1 else range(length - 1, -1, -1)
+        for t in frames:
+            out, state = numpy_step(unit, params, x[t, b: b + 1].astype(np.float64), state)
+            y[t, b] = out[0]
+        for final, s in zip(finals, state):
+            final[b] = s[0]
+    return y, finals
+
+
+def random_batch(seed: int, time: int = 7, batch: int = 4):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(time, batch, N_IN)).astype(np.float32)
+    seq_lens = np.array([time, 3, 0, 5][:batch], np.int32)
+    return x, seq_lens
+
+
+def params_of(unit: RecUnit) -> dict:
+    return {name: getattr(unit, name).numpy().astype(np.float64) for name in ("W", "W_re", "b")}
+
+
+def flat_state(state) -> list:
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+@pytest.mark.parametrize("direction", [1, -1])
+@pytest.mark.parametrize("unit", CPU_UNITS)
+def test_rec_unit_matches_numpy_reference(unit, direction):
+    x, seq_lens = random_batch(0)
+    rec = make_unit(unit, n_in=N_IN, n_out=N_OUT, name=unit, bias_init=0.1, seed=3)
+    n_state = 2 if unit in LSTM_UNITS else 1
+    rng = np.random.default_rng(1)
+    state0 = tuple(rng.normal(size=(x.shape[1], N_OUT)).astype(np.float32) for _ in range(n_state))
+    initial = state0 if n_state == 2 else state0[0]
+    y, final = rec(tf.constant(x), tf.constant(seq_lens), direction=direction, initial_state=initial)
+    want_y, want_final = numpy_unit(unit, params_of(rec), x, seq_lens, direction, state0)
+    assert y.shape == (x.shape[0], x.shape[1], N_OUT)
+    np.testing.assert_allclose(y.numpy(), want_y, rtol=1e-5, atol=1e-5)
+    for got, want in zip(flat_state(final), want_final):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("direction", [1, -1])
+def test_rec_lstm_units_share_params_outputs_and_gradients(direction):
+    x, seq_lens = random_batch(2)
+    units = {name: make_unit(name, n_in=N_IN, n_out=N_OUT, name=name, seed=i) for i, name in enumerate(LSTM_UNITS)}
+    source = units["nativelstm"]
+    source.b.assign(tf.random.normal([4 * N_OUT], seed=5))
+    results = {}
+    for name, rec in units.items():
+        for param in ("W", "W_re", "b"):
+            getattr(rec, param).assign(getattr(source, param))
+        with tf.GradientTape() as tape:
+            y, (c, h) = rec(tf.constant(x), tf.constant(seq_lens), direction=direction)
+            loss = tf.reduce_sum(y * tf.range(1.0, 1.0 + N_OUT)) + tf.reduce_sum(c * c) + tf.reduce_sum(h)
+        results[name] = [y, c, h] + tape.gradient(loss, [rec.W, rec.W_re, rec.b])
+    for name in ("lstmblock", "standardlstm"):
+        for got, want in zip(results[name], results["nativelstm"]):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("unit", CPU_UNITS)
+def test_rec_unit_traces_in_tf_function_for_two_batch_shapes(unit):
+    rec = make_unit(unit, n_in=N_IN, n_out=N_OUT, name=unit)
+
+    @tf.function
+    def run(x, seq_lens):
+        with tf.GradientTape() as tape:
+            y, _ = rec(x, seq_lens, direction=-1, train=True)
+            loss = tf.reduce_sum(y)
+        return y, tape.gradient(loss, rec.trainable_variables)
+
+    for time, batch in ((4, 2), (9, 3)):
+        x, seq_lens = random_batch(time, time=time, batch=batch)
+        y, grads = run(tf.constant(x), tf.constant(seq_lens))
+        assert y.shape == (time, batch, N_OUT)
+        assert np.all(y.numpy()[:, 1][seq_lens[1]:] == 0)
+        assert len(grads) == 3 and all(g is not None for g in grads)
+
+
+def test_rec_unit_param_names_and_shapes():
+    for unit, gates in (("nativelstm", 4), ("standardlstm", 4), ("lstmblock", 4), ("gru", 3), ("rnn", 1)):
+        rec = make_unit(unit, n_in=N_IN, n_out=N_OUT, name="enc")
+        assert [v.name for v in (rec.W, rec.W_re, rec.b)] == ["enc/W:0", "enc/W_re:0", "enc/b:0"]
+        assert (rec.W.shape, rec.W_re.shape, rec.b.shape) == ((N_IN, gates * N_OUT), (N_OUT, gates * N_OUT),
+                                                               (gates * N_OUT,))
+
+
+def test_rec_unit_aliases_and_case():
+    assert {"lstm", "nativelstm", "nativelstm2"} <= set(UNITS)
+    assert type(make_unit("LSTM", n_in=2, n_out=3)) is type(make_unit("nativelstm2", n_in=2, n_out=3))
+
+
+def test_rec_unit_unknown_unit_lists_known():
+    with pytest.raises(LayerConfigError, match=r"layer 'enc'.*\"unit\": unknown unit 'lstmm'; known: .*nativelstm"):
+        make_unit("lstmm", n_in=2, n_out=3, name="enc")
+
+
+def test_rec_unit_cudnnlstm_on_cpu_names_alternatives():
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is visible")
+    with pytest.raises(LayerConfigError, match=r"cudnnlstm.*needs a GPU.*nativelstm.*lstmblock.*standardlstm"):
+        make_unit("cudnnlstm", n_in=2, n_out=3, name="enc")
+
+
+def test_rec_unit_opts_checked_and_passed():
+    rec = make_unit("nativelstm", n_in=2, n_out=3, unit_opts={"cell_grad_clip": 2.0})
+    assert rec.cell_grad_clip == 2.0
+    with pytest.raises(LayerConfigError, match=r"\"unit_opts\".*'standardlstm' does not take cell_grad_clip"):
+        make_unit("standardlstm", n_in=2, n_out=3, unit_opts={"cell_grad_clip": 2.0})
+
+
+def test_rec_unit_bad_direction_and_init():
+    rec = make_unit("rnn", n_in=2, n_out=3, name="enc")
+    with pytest.raises(LayerConfigError, match="direction"):
+        rec(tf.zeros([2, 1, 2]), tf.constant([2]), direction=2)
+    with pytest.raises(LayerConfigError, match="unknown initializer 'glorot_unifrom'"):
+        make_unit("rnn", n_in=2, n_out=3, param_init="glorot_unifrom")

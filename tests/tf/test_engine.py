@@ -1,0 +1,206 @@
+"""Engine end to end on tiny configs: training, restart, eval, forward, non-finite loss, kills."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from returnn.config import Config
+from returnn.datasets import init_dataset
+from returnn.lr_control import read_learning_rate_file
+from returnn.tf import checkpoint as ckpt
+from returnn.tf.engine import Engine, NonFiniteScoreError
+from returnn.tf.engine_tasks import run_eval, run_forward, run_train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def tiny_config(tmp_path, **overrides) -> dict:
+    values = {
+        "task": "train",
+        "train": {"class": "Task12AXDataset", "num_seqs": 60, "fixed_random_seed": 3},
+        "dev": {"class": "Task12AXDataset", "num_seqs": 20, "fixed_random_seed": 1},
+        "num_inputs": 9, "num_outputs": 2,
+        "batch_size": 1000, "max_seqs": 10,
+        "network": {"hidden": {"class": "linear", "activation": "tanh", "n_out": 16, "from": "data"},
+                    "output": {"class": "softmax", "loss": "ce", "from": "hidden"}},
+        "adam": True, "learning_rate": 0.01, "learning_rate_control": "newbob",
+        "model": str(tmp_path / "out" / "net"), "learning_rate_file": str(tmp_path / "out" / "lr"),
+        "num_epochs": 2, "log_verbosity": 2,
+    }
+    values.update(overrides)
+    return values
+
+
+def test_engine_trains_saves_and_writes_learning_rate_file(tmp_path):
+    run_train(Config(tiny_config(tmp_path)))
+    model = str(tmp_path / "out" / "net")
+    assert ckpt.existing_epochs(model) == [1, 2]
+    data = read_learning_rate_file(str(tmp_path / "out" / "lr"))
+    assert sorted(data) == [1, 2]
+    assert set(data[2].error) == {"train_score", "train_error", "dev_score", "dev_error"}
+    assert data[2].error["train_score"] < data[1].error["train_score"]
+    names = ckpt.read_checkpoint(ckpt.epoch_checkpoint_prefix(model, 2))
+    assert {"hidden/W", "output/W", "updater/global_train_step", "updater/optimizer/hidden.W/m"} <= set(names)
+    assert os.listdir(tmp_path / "out" / "tensorboard")
+
+
+def test_engine_restart_resumes_after_last_epoch_and_eval_reproduces_dev_score(tmp_path):
+    run_train(Config(tiny_config(tmp_path)))
+    steps_after_2 = ckpt.read_checkpoint(str(tmp_path / "out" / "net.002"))["updater/global_train_step"]
+    run_train(Config(tiny_config(tmp_path, num_epochs=3)))
+    model = str(tmp_path / "out" / "net")
+    assert ckpt.existing_epochs(model) == [1, 2, 3]
+    steps_after_3 = ckpt.read_checkpoint(str(tmp_path / "out" / "net.003"))["updater/global_train_step"]
+    assert steps_after_3 == 3 * steps_after_2 / 2  # epoch 3 alone was trained, continuing the step counter
+    dev_score = read_learning_rate_file(str(tmp_path / "out" / "lr"))[3].error["dev_score"]
+    results = run_eval(Config(tiny_config(tmp_path, task="eval")))
+    assert results["dev"]["dev_score"]["cost:output"] == pytest.approx(dev_score, rel=1e-5)
+
+
+def test_engine_forward_writes_hdf_that_reads_back(tmp_path):
+    run_train(Config(tiny_config(tmp_path, num_epochs=1)))
+    out = str(tmp_path / "fwd.hdf")
+    eval_data = {"class": "Task12AXDataset", "num_seqs": 7, "fixed_random_seed": 5}
+    run_forward(Config(tiny_config(tmp_path, task="forward", eval=eval_data, output_file=out)))
+    written = init_dataset(out)
+    source = init_dataset(eval_data)
+    written.init_seq_order(1)
+    source.init_seq_order(1)
+    assert written.num_seqs == 7 and written.get_data_dim("data") == 2
+    for i in range(7):
+        written.load_seqs(i, i + 1)
+        source.load_seqs(i, i + 1)
+        assert written.get_tag(i) == source.get_tag(i)
+        probs = written.get_data(i, "data")
+        assert probs.shape == (len(source.get_data(i, "data")), 2)
+        np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
+
+
+def test_engine_nonfinite_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
+    network = {"hidden": {"class": "linear", "activation": "tanh", "n_out": 16, "from": "data"},
+               "broken": {"class": "eval", "from": "hidden", "eval": "tf.math.log(source(0) - source(0))"},
+               "output": {"class": "softmax", "loss": "ce", "from": "broken"}}
+    config = tiny_config(tmp_path, network=network)
+    with pytest.raises(NonFiniteScoreError, match=r"epoch 1, step \d+: the training loss is (nan|inf)"):
+        run_train(Config(config))
+    assert ckpt.existing_epochs(str(tmp_path / "out" / "net")) == []
+
+
+def test_engine_preload_and_import_model_by_name(tmp_path):
+    run_train(Config(tiny_config(tmp_path, num_epochs=1)))
+    source = ckpt.read_checkpoint(str(tmp_path / "out" / "net.001"))
+    other = tmp_path / "other"
+    config = tiny_config(other, preload_from_files={"base": {"filename": str(tmp_path / "out" / "net.001"),
+                                                             "ignore_missing": True}})
+    engine = Engine(Config(config))
+    engine.init_train()
+    np.testing.assert_array_equal(engine.network.get_params()["hidden/W"].numpy(), source["hidden/W"])
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+from returnn.tf import checkpoint, steps
+from returnn.__main__ import main
+mode, kill_epoch = sys.argv[1], int(sys.argv[2])
+if mode == "save":
+    original = os.replace
+    def replace(src, dst):
+        if dst.endswith(".%03d.index" % kill_epoch):
+            os.kill(os.getpid(), signal.SIGKILL)  # data file moved, index not yet: killed mid-save
+        return original(src, dst)
+    checkpoint.os.replace = replace
+elif mode == "epoch":
+    make = steps.make_train_step
+    def make_killing(*args, **kwargs):
+        step, signature = make(*args, **kwargs)
+        calls = []
+        def killing(feed):
+            calls.append(1)
+            if len(calls) == 3 + 4 * (kill_epoch - 1):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return step(feed)
+        return killing, signature
+    import returnn.tf.engine as engine
+    engine.make_train_step = make_killing
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["epoch", "save"])
+def test_engine_sigkill_then_rerun_resumes_from_last_complete_epoch(tmp_path, mode):
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT.format(root=ROOT))
+    config_path = tmp_path / "setup.config"
+    values = tiny_config(tmp_path, num_epochs=3, batch_size=300)
+    config_path.write_text("#!rnn.py\n" + "".join(f"{k} = {v!r}\n" for k, v in values.items()))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    killed = subprocess.run([sys.executable, str(script), mode, "2", str(config_path)], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    model = str(tmp_path / "out" / "net")
+    assert ckpt.existing_epochs(model) == [1]
+    rerun = subprocess.run([sys.executable, os.path.join(ROOT, "rnn.py"), str(config_path)], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "Start training at epoch 2 of 3" in rerun.stdout
+    assert ckpt.existing_epochs(model) == [1, 2, 3]
+    assert not [f for f in os.listdir(tmp_path / "out") if ".tmp-" in f]
+    history = read_learning_rate_file(str(tmp_path / "out" / "lr"))
+    reference_dir = tmp_path / "reference"
+    run_train(Config(tiny_config(reference_dir, num_epochs=3, batch_size=300)))
+    reference = read_learning_rate_file(str(reference_dir / "out" / "lr"))
+    assert sorted(history) == sorted(reference) == [1, 2, 3]
+    assert [history[e].learning_rate for e in history] == [reference[e].learning_rate for e in reference]
+    for epoch in history:
+        assert set(history[epoch].error) == set(reference[epoch].error)
+
+
+def test_engine_dynamic_learning_rate_function_per_step(tmp_path):
+    seen = []
+
+    def dynamic_learning_rate(*, global_train_step, epoch, learning_rate, **kwargs):
+        seen.append((global_train_step, epoch, learning_rate))
+        return learning_rate * min(1.0, (global_train_step + 1) / 4)  # linear warm-up over 4 steps
+
+    engine = Engine(Config(tiny_config(tmp_path, num_epochs=1, dynamic_learning_rate=dynamic_learning_rate)))
+    engine.train()
+    assert [s[0] for s in seen] == list(range(len(seen))) and len(seen) >= 4
+    assert all(e == 1 and lr == 0.01 for _, e, lr in seen)
+    assert float(engine.updater.learning_rate.numpy()) == pytest.approx(0.01)
+
+
+def test_engine_steps_trace_once_over_batches_of_different_shapes(tmp_path, caplog):
+    engine = Engine(Config(tiny_config(tmp_path, num_epochs=2, batch_size=150, max_seqs=7)))
+    engine.train()
+    assert "traced" not in caplog.text
+    assert engine._eval_step[0].experimental_get_tracing_count() == 1
+
+
+def test_engine_jit_compile_train_step(tmp_path):
+    fixed_length = {"class": "DummyDataset", "input_dim": 9, "output_dim": 2, "num_seqs": 12, "seq_len": 5}
+    engine = Engine(Config(tiny_config(tmp_path, num_epochs=1, jit_compile=True, train=fixed_length, dev=None,
+                                       batch_size=20, max_seqs=4)))  # one batch shape: XLA compiles per shape
+    engine.train()
+    assert ckpt.existing_epochs(str(tmp_path / "out" / "net")) == [1]
+
+
+@pytest.mark.slow
+def test_engine_lstm_learns_12ax_task(tmp_path):
+    network = {"lstm0": {"class": "rec", "unit": "nativelstm", "n_out": 32, "from": "data"},
+               "output": {"class": "softmax", "loss": "ce", "from": "lstm0"}}
+    config = tiny_config(tmp_path, network=network, num_epochs=6, learning_rate=0.01, batch_size=2000, max_seqs=20,
+                         learning_rate_control="constant", gradient_clip_global_norm=5.0,
+                         train={"class": "Task12AXDataset", "num_seqs": 500, "fixed_random_seed": 3},
+                         dev={"class": "Task12AXDataset", "num_seqs": 50, "fixed_random_seed": 1})
+    run_train(Config(config))
+    history = read_learning_rate_file(str(tmp_path / "out" / "lr"))
+    assert history[6].error["dev_error"] < 0.02  # the majority-class baseline is at 0.16
