@@ -17,6 +17,22 @@ def build_network(net_dict: Mapping[str, Any], *, extern_data: ExternData | Mapp
     return Network(net_dict, extern_data=extern_data, random_seed=random_seed)
 
 
+def blstm_net_dict(*, layers: int = 3, n_out: int = 256, unit: str = "lstm", dropout: float = 0.0,
+                   l2: float = 0.0) -> dict[str, Any]:
+    """The bidirectional LSTM network of RETURNN's docs: ``lstm{i}_fw`` / ``lstm{i}_bw`` (directions 1 / -1),
+    each layer reading both of the previous one, and a softmax ``output`` with ce loss."""
+    net: dict[str, Any] = {}
+    src: Any = "data"
+    extra = {key: value for key, value in (("dropout", dropout), ("L2", l2)) if value}
+    for i in range(layers):
+        for name, direction in (("fw", 1), ("bw", -1)):
+            net[f"lstm{i}_{name}"] = {"class": "rec", "unit": unit, "n_out": n_out, "direction": direction,
+                                      "from": src, **extra}
+        src = [f"lstm{i}_fw", f"lstm{i}_bw"]
+    net["output"] = {"class": "softmax", "loss": "ce", "from": src}
+    return net
+
+
 class RandomBatch(dict):
     """A padded batch: ``{key: array, "key:seq_len": lengths}`` plus ``mask(key)`` of valid frames."""
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from returnn.testing import random_batch
+from returnn.testing import blstm_net_dict, random_batch
 
 EXTERN = {"data": {"dim": 3}, "classes": {"dim": 5, "sparse": True}, "tm": {"shape": (None, 2), "time_dim_axis": 1}}
 
@@ -21,3 +21,11 @@ def test_random_batch_own_max_time_per_key_and_seed():
     assert batch["data"].shape == (2, 8, 3) and batch["classes"].shape == (2, 3) and batch["tm"].shape == (2, 4, 2)
     again = random_batch(EXTERN, n_batch=2, max_time={"data": 8, "classes": 3, "tm": 4}, seed=1)
     np.testing.assert_array_equal(batch["data"], again["data"])
+
+
+def test_blstm_net_dict_is_returnn_docs_layout():
+    net = blstm_net_dict(layers=2, n_out=8, dropout=0.1)
+    assert net["lstm1_bw"] == {"class": "rec", "unit": "lstm", "n_out": 8, "direction": -1,
+                               "from": ["lstm0_fw", "lstm0_bw"], "dropout": 0.1}
+    assert net["lstm0_fw"]["from"] == "data" and net["output"] == {"class": "softmax", "loss": "ce",
+                                                                   "from": ["lstm1_fw", "lstm1_bw"]}

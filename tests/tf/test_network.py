@@ -320,3 +320,9 @@ def test_network_reads_lengths_of_every_dynamic_axis():
     np.testing.assert_array_equal(out.seq_lens.numpy(), [4, 2])
     np.testing.assert_array_equal(out.dyn_sizes[width].numpy(), [3, 1])
     assert sorted(net.input_signature()) == ["img", "img:seq_len", "img:size2"]
+
+
+def test_network_odd_layer_names_still_name_params():
+    net = build_network({"1st-layer": {"class": "rec", "unit": "rnn", "n_out": 2},
+                         "output": {"class": "linear", "from": "1st-layer", "n_out": 2}}, extern_data=EXTERN)
+    assert sorted(net.get_params()) == ["1st-layer/W", "1st-layer/W_re", "1st-layer/b", "output/W", "output/b"]

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from returnn.tf.network import Network
 
 __all__ = ["CommonOpts", "LAYER_CLASSES", "LayerBase", "LayerContext", "LayerOpts", "get_layer_class",
-           "layer_ref", "register_layer"]
+           "layer_ref", "module_name", "register_layer"]
 
 LAYER_CLASSES: dict[str, type[LayerBase]] = {}
 
@@ -171,6 +171,12 @@ class LayerContext:
 _PARAM_NAME = re.compile(r"[^A-Za-z0-9_.\-/]")
 
 
+def module_name(name: str) -> str:
+    """A valid ``tf.Module`` name for a layer name (other characters become ``_``)."""
+    name = re.sub(r"\W", "_", name)
+    return name if re.match(r"[A-Za-z_]", name) else f"_{name}"
+
+
 class LayerBase(tf.Module):
     """Base of all layers: one ``tf.Module`` per layer, named after it, holding its params.
 
@@ -191,7 +197,7 @@ class LayerBase(tf.Module):
     accepts_source_axes: ClassVar[bool] = False
 
     def __init__(self, ctx: LayerContext, opts: LayerOpts | None = None):
-        super().__init__(name=re.sub(r"\W", "_", ctx.name) or "layer")
+        super().__init__(name=module_name(ctx.name))
         self.ctx = ctx
         self.layer_name = ctx.name
         self.out: Data = ctx.out
@@ -214,8 +220,8 @@ class LayerBase(tf.Module):
                                      f"this layer needs {shape}")
             self.params[name] = shared
             return shared
-        full_name = _PARAM_NAME.sub("_", f"{self.ctx.network.path_of(self.layer_name)}/{name}")
-        spec = init if init is not None else (self.ctx.common.param_init or "glorot_uniform")
+        full_name = self.param_name(name)
+        spec = next((value for value in (init, self.ctx.common.param_init) if value is not None), "glorot_uniform")
         try:
             initializer = get_initializer(spec)
         except LayerConfigError as exc:
@@ -225,6 +231,10 @@ class LayerBase(tf.Module):
         var = tf.Variable(value, name=full_name, trainable=trainable, dtype=dtype)
         self.params[name] = var
         return var
+
+    def param_name(self, name: str) -> str:
+        """The variable name of param ``name``: ``<layer path>/<name>`` (``sub/lstm0_fw/W``)."""
+        return _PARAM_NAME.sub("_", f"{self.ctx.network.path_of(self.layer_name)}/{name}")
 
     def l2_loss(self) -> Any:
         """``L2`` times the sum of half squared params of this layer (None when ``L2`` is unset)."""

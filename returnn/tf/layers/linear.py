@@ -27,7 +27,7 @@ class LinearLayer(LayerBase):
         out_dim: Dim | None = None
         activation: str | None = None
         with_bias: bool = True
-        forward_weights_init: str | float = "glorot_uniform"
+        forward_weights_init: str | float | None = None  # None: "param_init", else glorot_uniform
         bias_init: str | float = 0.0
 
     @classmethod

@@ -74,3 +74,8 @@ def test_embedding_is_a_lookup_and_needs_sparse_input():
     np.testing.assert_array_equal(net(batch)["output"].numpy(), net.layers["output"].W.numpy()[batch["classes"]])
     with pytest.raises(LayerConfigError, match="needs sparse input"):
         build_network({"output": {"class": "embedding", "n_out": 3}}, extern_data=EXTERN)
+
+
+def test_linear_param_init_applies_without_forward_weights_init():
+    net = build_network({"output": {"class": "linear", "n_out": 2, "param_init": 0.0}}, extern_data=EXTERN)
+    assert (net.layers["output"].W.numpy() == 0).all() and (net.layers["output"].b.numpy() == 0).all()

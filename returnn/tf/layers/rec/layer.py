@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Sequence
 
 import tensorflow as tf
@@ -10,7 +9,7 @@ import tensorflow as tf
 from returnn.tensor.data import Data
 from returnn.tensor.dim import Dim
 from returnn.tf.initializers import get_initializer, param_seed
-from returnn.tf.layers.base import LayerBase, LayerContext, LayerOpts, register_layer
+from returnn.tf.layers.base import LayerBase, LayerContext, LayerOpts, module_name, register_layer
 from returnn.tf.layers.opts import did_you_mean
 from returnn.tf.layers.rec.units import UNITS, RecUnit, make_unit
 
@@ -34,7 +33,8 @@ class RecLayer(LayerBase):
         out_dim: Dim | None = None
         direction: int = 1
         unit_opts: dict | None = None
-        forward_weights_init: str | float = "glorot_uniform"
+        forward_weights_init: str | float | None = None
+        recurrent_weights_init: str | float | None = None
         bias_init: str | float = 0.0
 
     @classmethod
@@ -60,27 +60,35 @@ class RecLayer(LayerBase):
         self.direction = opts.direction
         path = ctx.network.path_of(ctx.name)
         scope, _, leaf = path.rpartition("/")
-        leaf = re.sub(r"\W", "_", leaf)
         with tf.name_scope(f"{scope}/" if scope else ""):
             self.unit: RecUnit = make_unit(
-                opts.unit, n_in=ctx.input_template().dim, n_out=self.out.dim, name=leaf,
-                param_init=self._init_fn(opts.forward_weights_init, path),
-                bias_init=self._init_fn(opts.bias_init, f"{path}/b"), unit_opts=opts.unit_opts)
-            self._adopt_unit_params()
+                opts.unit, n_in=ctx.input_template().dim, n_out=self.out.dim, name=module_name(leaf),
+                param_init=self._init_fn([opts.forward_weights_init, opts.recurrent_weights_init], path),
+                bias_init=self._init_fn([opts.bias_init], f"{path}/b"), unit_opts=opts.unit_opts)
+        self._adopt_unit_params()
 
-    def _init_fn(self, spec: Any, name: str) -> Any:
-        """Unit initializer (shape, dtype) -> tensor drawing from our seeded RNG, one stream per call."""
-        initializer = get_initializer(spec if spec is not None else self.ctx.common.param_init)
+    def _init_fn(self, specs: Sequence[Any], name: str) -> Any:
+        """Unit initializer (shape, dtype) -> tensor from our seeded RNG, one stream per call.
+
+        The n-th call uses ``specs[n]`` (the units make ``W`` first, then ``W_re``); a None spec, or
+        one past the end, falls back to the previous one, then to ``param_init``, then to glorot_uniform.
+        """
+        default = self.ctx.common.param_init if self.ctx.common.param_init is not None else "glorot_uniform"
+        chosen = []
+        for spec in specs:
+            chosen.append(spec if spec is not None else (chosen[-1] if chosen else default))
+        initializers = [get_initializer(spec) for spec in chosen]
         calls = []
 
         def init(shape: Sequence[int], dtype: tf.DType) -> Any:
+            initializer = initializers[min(len(calls), len(initializers) - 1)]
             calls.append(shape)
             return initializer(shape, dtype, param_seed(self.ctx.network.random_seed, f"{name}#{len(calls)}"))
 
         return init
 
     def _adopt_unit_params(self) -> None:
-        """List the unit's variables as this layer's params; shared (``reuse_params``) or frozen if asked."""
+        """The unit's variables as this layer's params, named after the layer path (shared or frozen if asked)."""
         for name, var in list(vars(self.unit).items()):
             if not isinstance(var, tf.Variable):
                 continue
@@ -90,8 +98,8 @@ class RecLayer(LayerBase):
                     raise self.ctx.error(f'"reuse_params": param {name!r} has shape {tuple(shared.shape)}, '
                                          f"this layer needs {tuple(var.shape)}")
                 var = shared
-            elif not self.ctx.common.trainable:
-                var = tf.Variable(var, trainable=False, name=var.name.split(":")[0])
+            elif not self.ctx.common.trainable or var.name.split(":")[0] != self.param_name(name):
+                var = tf.Variable(var, trainable=self.ctx.common.trainable, name=self.param_name(name))
             setattr(self.unit, name, var)
             self.params[name] = var
 

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from returnn.errors import LayerConfigError
-from returnn.testing import build_network, random_batch
+from returnn.testing import blstm_net_dict, build_network, random_batch
 
 EXTERN = {"data": {"dim": 4}, "classes": {"dim": 5, "sparse": True}}
 
@@ -79,21 +79,8 @@ def test_rec_reuse_params_and_trainable():
     assert net(batch)["frozen"].numpy().shape[-1] == 2
 
 
-def _blstm_net(unit: str) -> dict:
-    """Three bidirectional LSTM layers and a softmax output, as in RETURNN's docs."""
-    net = {}
-    src = ["data"]
-    for i in range(3):
-        for name, direction in (("fw", 1), ("bw", -1)):
-            net[f"lstm{i}_{name}"] = {"class": "rec", "unit": unit, "n_out": 6, "direction": direction, "from": src,
-                                      "dropout": 0.1, "L2": 0.01}
-        src = [f"lstm{i}_fw", f"lstm{i}_bw"]
-    net["output"] = {"class": "softmax", "loss": "ce", "from": src}
-    return net
-
-
 def test_blstm_network_padding_influences_nothing():
-    net = build_network(_blstm_net("lstm"), extern_data=EXTERN)
+    net = build_network(blstm_net_dict(n_out=6, dropout=0.1, l2=0.01), extern_data=EXTERN)
     assert "lstm0_fw/W_re" in net.get_params() and "output/W" in net.get_params()
     clean = random_batch(net.extern_data, n_batch=4, max_time=9, seed=3, pad_value=0.0)
     noisy = random_batch(net.extern_data, n_batch=4, max_time=9, seed=3, pad_value=100.0)
@@ -116,10 +103,21 @@ def test_blstm_network_padding_influences_nothing():
 
 @pytest.mark.slow
 def test_blstm_network_traces_once_under_tf_function():
-    net = build_network(_blstm_net("lstm"), extern_data=EXTERN)
+    net = build_network(blstm_net_dict(n_out=6, dropout=0.1, l2=0.01), extern_data=EXTERN)
     forward = net.forward_function(["output"])
     for n_batch, max_time in ((2, 5), (3, 8)):
         batch = random_batch(net.extern_data, n_batch=n_batch, max_time=max_time, seed=n_batch)
         result = forward(net.feed(batch))
         np.testing.assert_allclose(result["output"].numpy(), net(batch)["output"].numpy(), rtol=1e-5)
     assert forward.experimental_get_tracing_count() == 1
+
+
+def test_rec_weight_inits():
+    net = build_network({"output": {"class": "rec", "unit": "rnn", "n_out": 3, "forward_weights_init": 0.5,
+                                    "recurrent_weights_init": "zeros", "bias_init": 1.0}}, extern_data=EXTERN)
+    p = {k: v.numpy() for k, v in net.get_params().items()}
+    assert (p["output/W"] == 0.5).all() and (p["output/W_re"] == 0).all() and (p["output/b"] == 1).all()
+    net = build_network({"output": {"class": "rec", "unit": "gru", "n_out": 3, "param_init": 0.25}},
+                        extern_data=EXTERN)
+    p = {k: v.numpy() for k, v in net.get_params().items()}
+    assert (p["output/W"] == 0.25).all() and (p["output/W_re"] == 0.25).all() and (p["output/b"] == 0).all()

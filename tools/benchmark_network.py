@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Time a bidirectional LSTM network (as in RETURNN's docs): forward and train step under tf.function.
 
-Usage: tools/bench_network.py [--units lstm,lstmblock,standardlstm] [--layers 3] [--n-out 128]
-                              [--n-in 40] [--classes 100] [--batch 16] [--time 100] [--steps 5]
+Usage: tools/benchmark_network.py [--units lstm,lstmblock,standardlstm] [--layers 3] [--n-out 128]
+                                  [--n-in 40] [--classes 100] [--batch 16] [--time 100] [--steps 5]
 
 Prints per unit the seconds per batch and the frames (valid input frames) per second.
 """
@@ -19,20 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # noqa: E402
 
-from returnn.testing import build_network, random_batch  # noqa: E402
-
-
-def blstm_net_dict(unit: str, *, layers: int, n_out: int) -> dict:
-    """``layers`` bidirectional LSTM layers and a softmax output with ce loss."""
-    net: dict = {}
-    src = ["data"]
-    for i in range(layers):
-        for name, direction in (("fw", 1), ("bw", -1)):
-            net[f"lstm{i}_{name}"] = {"class": "rec", "unit": unit, "n_out": n_out, "direction": direction,
-                                      "from": src, "dropout": 0.1}
-        src = [f"lstm{i}_fw", f"lstm{i}_bw"]
-    net["output"] = {"class": "softmax", "loss": "ce", "from": src}
-    return net
+from returnn.testing import blstm_net_dict, build_network, random_batch  # noqa: E402
 
 
 def _time(fn, feed, steps: int) -> float:
@@ -48,7 +35,8 @@ def _time(fn, feed, steps: int) -> float:
 def bench_unit(unit: str, args: argparse.Namespace) -> tuple[float, float, int]:
     """(forward seconds, train step seconds, valid frames) per batch for one unit."""
     extern = {"data": {"dim": args.n_in}, "classes": {"dim": args.classes, "sparse": True}}
-    net = build_network(blstm_net_dict(unit, layers=args.layers, n_out=args.n_out), extern_data=extern)
+    net_dict = blstm_net_dict(layers=args.layers, n_out=args.n_out, unit=unit, dropout=0.1)
+    net = build_network(net_dict, extern_data=extern)
     batch = random_batch(net.extern_data, n_batch=args.batch, max_time=args.time, seed=1)
     forward = net.forward_function(["output"])
     params = net.trainable_variables
