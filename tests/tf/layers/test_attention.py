@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from returnn.errors import LayerConfigError
 from returnn.testing import build_network, random_batch
@@ -93,3 +94,20 @@ def test_positional_encoding_table_add_to_input_and_offset():
     with pytest.raises(LayerConfigError, match=r"\"add_to_input\": needs dense input"):
         build_network({"output": {"class": "positional_encoding", "from": "data:classes", "add_to_input": True}},
                       extern_data=EXTERN)
+
+
+def test_attention_gradient_ignores_padded_keys():
+    net = build_network({"e": {"class": "dot", "from": ["data", "data:enc"], "red1": "F", "red2": "F", "var1": "T",
+                               "var2": "T"},
+                         "w": {"class": "softmax_over_spatial", "from": "e", "axis": "stag:enc:time"},
+                         "output": {"class": "dot", "from": ["w", "data:enc"], "red1": "stag:enc:time",
+                                    "red2": "T", "var1": "stag:data:time", "var2": "F"}}, extern_data=EXTERN)
+    batch = random_batch(net.extern_data, n_batch=3, max_time={"data": 4, "enc": 6, "classes": 4, "off": 1}, seed=7)
+    enc = tf.Variable(batch["enc"])
+    with tf.GradientTape() as tape:
+        out = net(dict(batch, enc=enc))["output"]
+        assert out.numpy().shape == (3, 4, 4)
+        value = tf.reduce_sum(out.tensor * tf.cast(out.mask_broadcast(), tf.float32))
+    grad = tape.gradient(value, enc).numpy()
+    mask = batch.mask("enc")
+    assert np.all(grad[~mask] == 0) and np.any(grad[mask] != 0)

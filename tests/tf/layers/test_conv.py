@@ -2,6 +2,7 @@ import itertools
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from returnn.errors import LayerConfigError
 from returnn.testing import build_network, random_batch
@@ -120,3 +121,32 @@ def test_pool_matches_numpy_and_ignores_padding(mode, padding):
 def test_pool_bad_mode():
     with pytest.raises(LayerConfigError, match=r"layer 'output' \(class \"pool\"\): \"mode\": expected \"max\""):
         build_network({"output": {"class": "pool", "mode": "mean", "pool_size": (2,)}}, extern_data=EXTERN)
+
+
+def test_conv_param_gradient_matches_finite_differences():
+    net = build_network({"output": {"class": "conv", "n_out": 2, "filter_size": (3,), "padding": "same",
+                                    "strides": 2, "activation": "tanh"}}, extern_data=EXTERN)
+    batch = random_batch(net.extern_data, n_batch=2, max_time=5, seed=3)
+    weights = np.random.default_rng(1).standard_normal((2, 3, 2)).astype(np.float32)
+    w = net.layers["output"].W
+
+    def loss():
+        y = net(batch)["output"]
+        mask = y.mask_broadcast().numpy().astype(np.float32)
+        return tf.reduce_sum(y.tensor * weights * mask)
+
+    with tf.GradientTape() as tape:
+        value = loss()
+    grad = tape.gradient(value, w).numpy()
+    base, eps = w.numpy(), 1e-2
+    for idx in np.ndindex(*base.shape):
+        for sign in (1, -1):
+            shifted = base.copy()
+            shifted[idx] += sign * eps
+            w.assign(shifted)
+            if sign == 1:
+                plus = loss().numpy()
+            else:
+                minus = loss().numpy()
+        w.assign(base)
+        np.testing.assert_allclose(grad[idx], (plus - minus) / (2 * eps), rtol=2e-2, atol=2e-3)

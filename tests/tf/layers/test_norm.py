@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from returnn.errors import LayerConfigError
 from returnn.testing import build_network, random_batch
@@ -79,3 +80,30 @@ def test_layer_norm_matches_numpy_with_params_scale_bias():
     np.testing.assert_allclose(net(batch)["output"].numpy()[valid], want[valid], rtol=1e-4, atol=1e-5)
     with pytest.raises(LayerConfigError, match=r"layer 'output' \(class \"layer_norm\"\): needs dense input"):
         build_network({"output": {"class": "layer_norm", "from": "data:classes"}}, extern_data=EXTERN)
+
+
+def test_batch_norm_input_gradient_matches_finite_differences_and_skips_padding():
+    net = build_network({"output": {"class": "batch_norm", "epsilon": 1e-2}}, extern_data=EXTERN)
+    batch = random_batch(net.extern_data, n_batch=2, max_time=4, seed=5)
+    x = batch["data"].astype(np.float64)
+    mask = batch.mask("data")
+    weights = np.random.default_rng(2).standard_normal(x.shape) * mask[..., None]
+
+    def loss(values):
+        feed = dict(batch, data=tf.constant(values, tf.float32))
+        return float(np.sum(net(feed, train=True)["output"].numpy() * weights))
+
+    var = tf.Variable(x.astype(np.float32))
+    with tf.GradientTape() as tape:
+        y = net(dict(batch, data=var), train=True)["output"].tensor
+        value = tf.reduce_sum(y * weights.astype(np.float32))
+    grad = tape.gradient(value, var).numpy()
+    assert np.all(grad[~mask] == 0)  # padded frames do not influence anything
+    eps = 1e-2
+    for idx in [(0, 0, 0), (0, 3, 1), (1, 0, 2)]:
+        if not mask[idx[:2]]:
+            continue
+        plus, minus = x.copy(), x.copy()
+        plus[idx] += eps
+        minus[idx] -= eps
+        np.testing.assert_allclose(grad[idx], (loss(plus) - loss(minus)) / (2 * eps), rtol=3e-2, atol=3e-3)
