@@ -143,3 +143,11 @@ def test_softmax_over_spatial_fully_masked_row_has_finite_gradient():
         value = tf.reduce_sum(tf.where(tf.math.is_finite(y), y, 0.0))
     assert np.all(np.isneginf(y.numpy()))
     assert np.all(tape.gradient(value, enc).numpy() == 0)
+
+
+def test_dot_with_unbatched_variable_is_a_linear_map():
+    net, batch, out = _run({"w": {"class": "variable", "shape": [4, 2], "init": "glorot_uniform"},
+                            "output": {"class": "dot", "from": ["data", "w"], "red1": "F", "red2": "S:0"}})
+    w = net.layers["w"].var.numpy()
+    np.testing.assert_allclose(out["output"].numpy(), batch["data"] @ w, rtol=1e-5, atol=1e-6)
+    assert out["output"].numpy().shape == (3, 5, 2) and out["output"].feature_dim.size == 2
