@@ -74,6 +74,7 @@ class Network(tf.Module):
         self._sources: dict[str, list[str]] = {}
         self._contexts: dict[str, LayerContext] = {}
         self._stack: list[str] = []  # layers of this network being built
+        self._sub_refs: dict[str, tuple[str, str]] = {}  # "layer/sub" -> (layer, sub), e.g. parts of "split"
         # full paths being built, shared with subnetworks so that a cycle through "base:" shows its whole loop
         self._path_stack: list[str] = parent_ctx.network._path_stack if parent_ctx is not None else []
         self.used_data_keys: list[str] = []  # extern keys that layers read
@@ -123,11 +124,24 @@ class Network(tf.Module):
             if self.parent_ctx is None:
                 raise LayerConfigError(f"layer {self.path_of(requested_by)!r}: {ref!r}: 'base:' outside a subnetwork")
             return self.parent_ctx.dependency(ref[len(_BASE_PREFIX):])
+        if ref not in self.net_dict and ref.split("/", 1)[0] in self.net_dict:
+            return self._sub_layer_template(ref, requested_by=requested_by)
         if ref not in self.net_dict:
             defined = ", ".join(self.net_dict)
             raise LayerConfigError(f"layer {self.path_of(requested_by)!r}: no layer {ref!r}"
                                    f"{did_you_mean(ref, self.net_dict)}; defined: {defined}")
         return self._construct(ref)
+
+    def _sub_layer_template(self, ref: str, *, requested_by: str) -> Data:
+        """Template of ``"layer/sub"``, a sublayer (e.g. a part of "split") of a layer of this network."""
+        base, sub = ref.split("/", 1)
+        self._construct(base)
+        layer = self.layers[base]
+        if not hasattr(layer, "sub_layer_template"):
+            raise LayerConfigError(f"layer {self.path_of(requested_by)!r}: {ref!r}: layer {base!r} has no sublayers")
+        template = layer.sub_layer_template(sub)
+        self._sub_refs[ref] = (base, sub)
+        return template
 
     def _construct(self, name: str) -> Data:
         """Build layer ``name`` after everything it reads; cycles are an error showing the loop."""
@@ -276,6 +290,9 @@ class Network(tf.Module):
                 values[key] = value
         for name, layer in self.layers.items():
             values[name] = self._call_layer(name, layer, values, train=train)
+            for ref, (base, sub) in self._sub_refs.items():
+                if base == name:
+                    values[ref] = layer.sub_layer_output(values[name], sub)
         return {name: values[name] for name in self.layers}
 
     def _call_layer(self, name: str, layer: LayerBase, values: Mapping[str, Data], *, train: bool) -> Data:

@@ -96,3 +96,19 @@ def test_split_parts_cover_the_axis():
         layer.sub_layer_template("2")
     with pytest.raises(LayerConfigError, match=r"\"size_splits\": \[2, 3\] do not add up"):
         build_network({"output": {"class": "split", "size_splits": [2, 3]}}, extern_data=EXTERN)
+
+
+def test_split_parts_are_sources_of_other_layers():
+    net = build_network({"s": {"class": "split", "axis": "F", "size_splits": [2, 3]},
+                         "output": {"class": "concat", "from": [("s/1", "F"), ("s/0", "F")]}},
+                        extern_data={"data": {"dim": 5}})
+    batch = random_batch(net.extern_data, n_batch=3, max_time=4, seed=2)
+    out = net.forward_function(["output"])(net.feed(batch))["output"].numpy()
+    x = np.asarray(batch["data"])
+    np.testing.assert_allclose(out, np.concatenate([x[..., 2:], x[..., :2]], axis=-1))
+    with pytest.raises(LayerConfigError, match="no sublayer '2'"):
+        build_network({"s": {"class": "split", "axis": "F", "size_splits": [2, 3]},
+                       "output": {"class": "copy", "from": "s/2"}}, extern_data={"data": {"dim": 5}})
+    with pytest.raises(LayerConfigError, match="layer 'c' has no sublayers"):
+        build_network({"c": {"class": "copy"}, "output": {"class": "copy", "from": "c/0"}},
+                      extern_data={"data": {"dim": 5}})
