@@ -36,7 +36,7 @@ def run_eval(config: Config) -> dict[str, dict]:
     """Task eval: scores of ``eval_datasets`` (default: dev and eval, whichever are set) for the loaded model."""
     engine = Engine(config)
     epoch = load_for_inference(engine)
-    keys = config.list("eval_datasets", [k for k in ("dev", "eval") if config.has(k)])
+    keys = config.list("eval_datasets", [k for k in ("dev", "eval") if config.typed_value(k) is not None])
     if not keys:
         raise ConfigError('task eval needs a dataset: set "dev" or "eval" (or "eval_datasets")')
     results = {}
