@@ -175,3 +175,17 @@ def test_loss_config_errors():
                       extern_data=EXTERN)
     with pytest.raises(LayerConfigError, match=r"\"target\": no extern data key 'nope'"):
         build_network({"output": {"class": "softmax", "loss": "ce", "target": "nope"}}, extern_data=EXTERN)
+
+
+def test_ce_without_time_axis_per_sequence_targets():
+    extern = {"vec": {"shape": (6,), "time_dim_axis": None}, "speaker": {"shape": (), "dim": 3, "sparse": True,
+                                                                           "time_dim_axis": None}}
+    net = build_network({"output": {"class": "softmax", "from": "data:vec", "loss": "ce", "target": "speaker"}},
+                        extern_data=extern)
+    batch = random_batch(net.extern_data, n_batch=5, seed=1)
+    out = net(batch)
+    value = net.loss_values(out, batch)["output"]
+    probs = out["output"].numpy()
+    want = -np.log(probs[np.arange(5), batch["speaker"]]).mean()
+    np.testing.assert_allclose(value.loss.numpy(), want, rtol=1e-5)
+    assert value.num_frames.numpy() == 5
