@@ -189,3 +189,21 @@ def test_ce_without_time_axis_per_sequence_targets():
     want = -np.log(probs[np.arange(5), batch["speaker"]]).mean()
     np.testing.assert_allclose(value.loss.numpy(), want, rtol=1e-5)
     assert value.num_frames.numpy() == 5
+
+
+def test_ce_stable_for_saturated_softmax():
+    net = build_network({"output": {"class": "softmax", "loss": "ce"}},
+                        extern_data=EXTERN)
+    net.layers["output"].W.assign(np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32) * 300.0)
+    batch = random_batch(net.extern_data, n_batch=2, max_time=4, seed=3)
+    with tf.GradientTape() as tape:
+        values = net.loss_values(net(batch), batch)
+    grad = tape.gradient(values["output"].loss, net.layers["output"].W).numpy()
+    mask = batch.mask("data")
+    logits = (batch["data"].astype(np.float64) @ net.layers["output"].W.numpy().astype(np.float64))[mask]
+    log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+    labels = batch["classes"][mask]
+    want = -log_probs[np.arange(len(labels)), labels].mean()
+    assert want > 50  # far beyond what log(clipped probs) could give
+    np.testing.assert_allclose(values["output"].loss.numpy(), want, rtol=1e-4)
+    assert np.isfinite(grad).all() and np.abs(grad).max() > 0
