@@ -11,7 +11,14 @@ Scripting API as in RETURNN::
 
 from __future__ import annotations
 
-from returnn.datasets.base import Dataset, DatasetSeq, get_dataset_class, init_dataset, register_dataset
+from returnn.datasets.base import (
+    Dataset,
+    DatasetSeq,
+    get_dataset_class,
+    init_dataset,
+    init_dataset_from_config,
+    register_dataset,
+)
 from returnn.datasets.batching import Batch, BatchGenerator, batch_generator_from_config
 from returnn.datasets.generating import (
     CopyTaskDataset,
@@ -51,5 +58,6 @@ __all__ = [
     "dump_dataset",
     "get_dataset_class",
     "init_dataset",
+    "init_dataset_from_config",
     "register_dataset",
 ]

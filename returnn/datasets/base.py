@@ -411,22 +411,51 @@ def init_dataset(
         raise DatasetError(
             f"dataset: expected a dict with \"class\", an HDF file path or a list of them, got {type(spec).__name__}"
         )
-    kwargs = dict(default_kwargs or {})
-    kwargs.update(spec)
-    kwargs.update(extra_kwargs or {})
-    if "class" not in kwargs:
+    if "class" not in spec:
         raise DatasetError(f"dataset dict {spec!r}: missing key \"class\"")
-    cls = kwargs.pop("class")
+    cls = spec["class"]
     if isinstance(cls, str):
         cls = get_dataset_class(cls, config=config)
     elif not (isinstance(cls, type) and issubclass(cls, Dataset)):
         raise DatasetError(f"dataset \"class\": expected a dataset class name or a Dataset subclass, got {cls!r}")
-    _check_options(cls, kwargs)
+    known = _known_options(cls)
+    kwargs = {k: v for k, v in (default_kwargs or {}).items() if k in known}  # defaults only where accepted
+    kwargs.update((k, v) for k, v in spec.items() if k != "class")
+    kwargs.update(extra_kwargs or {})
+    _check_options(cls, kwargs, known)
     return cls(**kwargs)
 
 
-def _check_options(cls: type[Dataset], kwargs: dict) -> None:
-    """Raise a DatasetError for options that no ``__init__`` in the class chain accepts."""
+def init_dataset_from_config(config: Any, key: str, *, train: bool | None = None) -> Dataset | None:
+    """The dataset under ``key`` (``train``, ``dev``, ``eval``, ...) with RETURNN's config-wide defaults, or None.
+
+    Training data gets ``batching`` (as seq_ordering), ``chunking``, ``min_chunk_size`` and ``window`` from the
+    config; other data is ``sorted`` and not chunked. Options in the dataset's own dict win.
+    """
+    value = config_value(config, key)
+    if value is None or value == "":
+        return None
+    train = key == "train" if train is None else train
+    if train:
+        names = {"seq_ordering": "batching", "chunking": "chunking", "min_chunk_size": "min_chunk_size", "window": "window"}
+        defaults = {opt: config_value(config, name) for opt, name in names.items()}
+        defaults = {opt: v for opt, v in defaults.items() if v is not None}
+    else:
+        defaults = {"seq_ordering": "sorted"}
+    return init_dataset(value, default_kwargs=defaults, config=config)
+
+
+def config_value(config: Any, key: str, default: Any = None) -> Any:
+    """A raw value from a Config (``typed_value``) or a plain dict."""
+    if config is None:
+        return default
+    if isinstance(config, dict):
+        return config.get(key, default)
+    return config.typed_value(key, default)
+
+
+def _known_options(cls: type[Dataset]) -> set[str]:
+    """Option names that the ``__init__`` chain of ``cls`` accepts (following ``**kwargs`` to the base)."""
     known: set[str] = set()
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
@@ -435,6 +464,11 @@ def _check_options(cls: type[Dataset], kwargs: dict) -> None:
         known.update(k for k, p in params.items() if k != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
         if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
             break
+    return known
+
+
+def _check_options(cls: type[Dataset], kwargs: dict, known: set[str]) -> None:
+    """Raise a DatasetError for options that no ``__init__`` in the class chain accepts."""
     for key in kwargs:
         if key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=1)

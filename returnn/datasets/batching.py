@@ -21,13 +21,13 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from returnn.datasets.base import Dataset
+from returnn.datasets.base import Dataset, config_value
 from returnn.datasets.chunking import ChunkSpec, SeqSlice, iter_seq_slices, parse_chunking
 from returnn.errors import DatasetError
 from returnn.log import logger
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class Batch:
     """A padded batch: per key ``data[key]`` [B, T, ...] and ``seq_lens[key]`` int32 [B]."""
 
@@ -293,21 +293,12 @@ class BatchGenerator:
         self.close()
 
 
-def _config_value(config: Any, key: str, default: Any = None) -> Any:
-    """A raw value from a Config (``typed_value``) or a plain dict."""
-    if config is None:
-        return default
-    if isinstance(config, dict):
-        return config.get(key, default)
-    return config.typed_value(key, default)
-
-
 def batch_generator_from_config(
     dataset: Dataset, config: Any, *, epoch: int | None = None, train: bool = True, prefetch: int = 2
 ) -> BatchGenerator:
     """A BatchGenerator from the config keys batch_size, max_seqs, max_seq_length, chunking, min_chunk_size,
     shuffle_batches; chunking (the dataset's own, else the config's) only when ``train``."""
-    batch_size = _config_value(config, "batch_size", 1)
+    batch_size = config_value(config, "batch_size", 1)
     if isinstance(batch_size, str):
         try:
             batch_size = int(batch_size)
@@ -315,15 +306,15 @@ def batch_generator_from_config(
             raise DatasetError(f"config key \"batch_size\": expected an int or a per-key dict, got {batch_size!r}") from None
     chunking = None
     if train:
-        chunking = dataset.chunking if dataset.chunking not in (None, 0, "0", "") else _config_value(config, "chunking")
+        chunking = dataset.chunking if dataset.chunking not in (None, 0, "0", "") else config_value(config, "chunking")
     return BatchGenerator(
         dataset,
         batch_size=batch_size,
-        max_seqs=int(_config_value(config, "max_seqs", None) or -1),
-        max_seq_length=_config_value(config, "max_seq_length", None),
+        max_seqs=int(config_value(config, "max_seqs", None) or -1),
+        max_seq_length=config_value(config, "max_seq_length", None),
         chunking=chunking,
-        min_chunk_size=dataset.min_chunk_size or int(_config_value(config, "min_chunk_size", 0) or 0),
+        min_chunk_size=dataset.min_chunk_size or int(config_value(config, "min_chunk_size", 0) or 0),
         epoch=epoch,
-        shuffle_batches=bool(_config_value(config, "shuffle_batches", False)),
+        shuffle_batches=bool(config_value(config, "shuffle_batches", False)),
         prefetch=prefetch,
     )

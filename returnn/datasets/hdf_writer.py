@@ -51,9 +51,6 @@ class SimpleHDFWriter:
         self.ndim = ndim if ndim is not None else (2 if dim is not None else 1)
         self._stack = contextlib.ExitStack()
         self._tmp_path = self._stack.enter_context(atomic_path(filename))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self._tmp_path, 0o666 & ~umask)  # the temp file is private; the result should not be
         self._file = h5py.File(self._tmp_path, "w")
         for attr in ("inputPattSize", "numLabels"):
             self._file.attrs[attr] = dim or 1

@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from returnn.datasets import Dataset, batch_generator_from_config, init_dataset
+from returnn.datasets import Dataset, batch_generator_from_config
+from returnn.datasets.base import init_dataset_from_config
 from returnn.errors import ConfigError, ReturnnError
 from returnn.log import DETAIL, logger
 from returnn.lr_control import LearningRateControl, learning_rate_control_from_config
@@ -32,6 +33,20 @@ from returnn.util.progress import StepReporter, format_scores
 
 class NonFiniteScoreError(ReturnnError, FloatingPointError):
     """A training step gave a NaN or Inf loss (``stop_on_nonfinite_train_score``)."""
+
+
+def check_dataset_matches_extern_data(dataset: Dataset, extern_data, key: str) -> None:
+    """Each extern data key the dataset provides must agree in dim and sparsity; a clear error names both."""
+    for data_key in dataset.get_data_keys():
+        if data_key not in extern_data:
+            continue
+        template = extern_data[data_key]
+        want_dim = template.sparse_dim.size if template.sparse else template.dim
+        have_dim, have_sparse = dataset.get_data_dim(data_key), dataset.is_data_sparse(data_key)
+        if have_sparse != template.sparse or (want_dim is not None and have_dim != want_dim):
+            raise ConfigError(
+                f'config key "{key}": data key {data_key!r} has dim {have_dim} ({"sparse" if have_sparse else "dense"}), '
+                f'but extern_data (or num_inputs/num_outputs) says dim {want_dim} ({"sparse" if template.sparse else "dense"})')
 
 
 class Engine:
@@ -54,17 +69,17 @@ class Engine:
     # ---- datasets --------------------------------------------------------------------------
 
     def dataset(self, key: str, *, train: bool = False) -> Dataset | None:
-        """The dataset of config key ``key`` (train, dev, eval, ...), or None if unset."""
-        spec = self.config.typed_value(key)
-        if spec is None:
-            return None
-        defaults = {}
-        if train and self.config.has("batching"):
-            defaults["seq_ordering"] = self.config.value("batching")
+        """The dataset of config key ``key`` (train, dev, eval, ...) with the config-wide defaults, or None.
+
+        Its data keys are checked against ``extern_data``, so a dim mismatch is named before any step runs.
+        """
         try:
-            return init_dataset(spec, default_kwargs=defaults, config=self.config)
+            dataset = init_dataset_from_config(self.config, key, train=train)
         except ReturnnError as exc:
             raise type(exc)(f'config key "{key}": {exc}') from exc
+        if dataset is not None:
+            check_dataset_matches_extern_data(dataset, self.network.extern_data, key)
+        return dataset
 
     def _batches(self, dataset: Dataset, epoch: int, *, train: bool):
         return batch_generator_from_config(dataset, self.config, epoch=epoch, train=train)

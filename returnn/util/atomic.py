@@ -8,14 +8,24 @@ import tempfile
 from typing import IO, Iterator
 
 
-@contextlib.contextmanager
-def atomic_write(path: str, mode: str = "w", *, encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open a temp file next to ``path``; on success fsync and rename it over ``path``, else delete it."""
+def _temp_file_next_to(path: str) -> str:
+    """Create an empty temp file beside ``path`` with the permissions a plain ``open`` would give."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp_path = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes it private (0600); the result should not be
+    return tmp_path
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "w", *, encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a temp file next to ``path``; on success fsync and rename it over ``path``, else delete it."""
+    tmp_path = _temp_file_next_to(path)
     try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
+        with open(tmp_path, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -29,10 +39,7 @@ def atomic_write(path: str, mode: str = "w", *, encoding: str | None = "utf-8") 
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yield a temp path next to ``path`` for a writer that opens files itself (h5py); rename on success."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    os.close(fd)
+    tmp_path = _temp_file_next_to(path)
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -182,3 +182,26 @@ def test_returnn_style_subclass_sets_num_inputs_and_uses_returnn_import_paths():
     ds = Ramp()
     assert ds.num_outputs == {"classes": [4, 1], "data": [3, 2]} and ds.num_inputs == 3
     assert ds.get_data_dtype("data") == "float32" and ds.is_data_sparse("classes")
+
+
+def test_init_dataset_from_config_applies_returnn_defaults(spec_example):
+    from returnn.config import Config
+
+    from returnn.datasets import init_dataset_from_config
+
+    config = Config({"train": {"class": "Task12AXDataset", "num_seqs": 5}, "dev": spec_example,
+                     "eval": {"class": "Task12AXDataset", "seq_ordering": "reverse"},
+                     "batching": "random", "chunking": "10:5", "window": 3})
+    train = init_dataset_from_config(config, "train")
+    assert (train.seq_ordering, train.chunking, train.window) == ("random", "10:5", 3)
+    dev = init_dataset_from_config(config, "dev")
+    assert isinstance(dev, HDFDataset) and dev.seq_ordering == "sorted" and dev.chunking is None
+    assert init_dataset_from_config(config, "eval").seq_ordering == "reverse"
+    assert init_dataset_from_config(config, "forward") is None
+    assert init_dataset_from_config({"train": {"class": _UserDataset}, "batching": "sorted"}, "train").seq_ordering == "sorted"
+
+    class Strict(_UserDataset):
+        def __init__(self, num: int = 2):
+            super().__init__(num=num)
+
+    assert init_dataset_from_config({"dev": {"class": Strict}}, "dev").num_seqs == 2

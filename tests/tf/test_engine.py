@@ -64,25 +64,6 @@ def test_engine_restart_resumes_after_last_epoch_and_eval_reproduces_dev_score(t
     assert results["dev"]["dev_score"]["cost:output"] == pytest.approx(dev_score, rel=1e-5)
 
 
-def test_engine_forward_writes_hdf_that_reads_back(tmp_path):
-    run_train(Config(tiny_config(tmp_path, num_epochs=1)))
-    out = str(tmp_path / "fwd.hdf")
-    eval_data = {"class": "Task12AXDataset", "num_seqs": 7, "fixed_random_seed": 5}
-    run_forward(Config(tiny_config(tmp_path, task="forward", eval=eval_data, output_file=out)))
-    written = init_dataset(out)
-    source = init_dataset(eval_data)
-    written.init_seq_order(1)
-    source.init_seq_order(1)
-    assert written.num_seqs == 7 and written.get_data_dim("data") == 2
-    for i in range(7):
-        written.load_seqs(i, i + 1)
-        source.load_seqs(i, i + 1)
-        assert written.get_tag(i) == source.get_tag(i)
-        probs = written.get_data(i, "data")
-        assert probs.shape == (len(source.get_data(i, "data")), 2)
-        np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
-
-
 def test_engine_nonfinite_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
     network = {"hidden": {"class": "linear", "activation": "tanh", "n_out": 16, "from": "data"},
                "broken": {"class": "eval", "from": "hidden", "eval": "tf.math.log(source(0) - source(0))"},

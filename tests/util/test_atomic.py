@@ -41,3 +41,16 @@ def test_atomic_path_for_binary_writers(tmp_path):
                 f.write(b"partial")
             raise ValueError("fail")
     assert path.read_bytes() == b"\x00\x01" and os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        with atomic_write(str(tmp_path / "a.txt")) as f:
+            f.write("x")
+        with atomic_path(str(tmp_path / "b.bin")) as tmp:
+            open(tmp, "wb").close()
+    finally:
+        os.umask(umask)
+    assert os.stat(tmp_path / "a.txt").st_mode & 0o777 == 0o644
+    assert os.stat(tmp_path / "b.bin").st_mode & 0o777 == 0o644

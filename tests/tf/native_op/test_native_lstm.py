@@ -199,3 +199,16 @@ def test_native_lstm_cuda_source_compiles_with_nvcc(tmp_path):
     build._run(build.nvcc_command(lstm.LSTM_OP, build.find_nvcc(), out, archs=("80",)), lstm.LSTM_OP)
     content = open(out, "rb").read()
     assert b"returnn_lstm_cuda_forward" in content and b"returnn_lstm_cuda_backward" in content
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(build.find_nvcc() is None, reason="nvcc not found")
+def test_native_lstm_gpu_kernels_typecheck_against_tf_headers(tmp_path, monkeypatch):
+    """lstm.cc with GOOGLE_CUDA=1 (the GPU op kernels) compiles against TF's headers (syntax only, ~15 s)."""
+    if not os.path.exists(os.path.join(build.cuda_home(), "include", "cuda_runtime.h")):
+        pytest.skip("CUDA headers not found")
+    monkeypatch.setenv("RETURNN_NATIVE_OP_CACHE", str(tmp_path))
+    cmd = build.cxx_command(lstm.LSTM_OP, build.find_compiler(), str(tmp_path / "unused.so"), cuda_object="unused.o")
+    compile_only = cmd[: cmd.index("-o")] + ["-fsyntax-only"]
+    assert "-DGOOGLE_CUDA=1" in compile_only
+    build._run([flag for flag in compile_only if flag not in ("-shared", "-O3")], lstm.LSTM_OP)

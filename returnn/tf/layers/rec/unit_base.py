@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import math
+import re
 from typing import Callable, Union
 
 import tensorflow as tf
@@ -37,6 +38,12 @@ def initial_value(init: ParamInit, shape: tuple, dtype: tf.DType = tf.float32, *
     raise LayerConfigError(
         f"rec unit param init: unknown initializer {init!r}; expected glorot_uniform, glorot_normal, zeros, ones, "
         "a number or a callable(shape, dtype)")
+
+
+def module_name(name: str) -> str:
+    """A tf.Module name (a Python identifier) for a layer name such as "enc/lstm-1"."""
+    ident = re.sub(r"\W", "_", name)
+    return ident if ident and not ident[0].isdigit() else "_" + ident
 
 
 def valid_mask(seq_lens: tf.Tensor, time: tf.Tensor, dtype: tf.DType = tf.bool) -> tf.Tensor:
@@ -81,7 +88,8 @@ class RecUnit(tf.Module, abc.ABC):
 
     def __init__(self, *, n_in: int, n_out: int, name: str = "rec", param_init: ParamInit = "glorot_uniform",
                  bias_init: ParamInit = 0.0, dtype: tf.DType = tf.float32, seed: int | None = None):
-        super().__init__(name=name)
+        super().__init__(name=module_name(name))
+        self.layer_name = name  # as in the config (may contain "/" or "-"), for messages
         self.n_in, self.n_out, self.dtype = int(n_in), int(n_out), dtype
         width = self.gates * self.n_out
         with self.name_scope:
@@ -93,7 +101,8 @@ class RecUnit(tf.Module, abc.ABC):
                  train: bool = False) -> tuple[tf.Tensor, State]:
         """x [T, B, n_in], seq_lens [B] -> (y [T, B, n_out], final state); see the module docstring."""
         if direction not in (1, -1):
-            raise LayerConfigError(f"rec unit '{self.name}': \"direction\" must be 1 or -1, got {direction!r}")
+            raise LayerConfigError(
+                f"layer '{self.layer_name}' (class \"rec\"): \"direction\" must be 1 or -1, got {direction!r}")
         x = tf.convert_to_tensor(x, self.dtype)
         seq_lens = tf.cast(seq_lens, tf.int32)
         batch = tf.shape(x)[1]

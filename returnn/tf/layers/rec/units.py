@@ -23,10 +23,10 @@ __all__ = ["UNITS", "RecUnit", "State", "make_unit", "initial_value", "lstm_unit
 
 def _check_unit_opts(cls: type[RecUnit], unit: str, name: str, unit_opts: dict) -> None:
     """Reject ``unit_opts`` keys the unit does not take, naming the ones it does."""
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
-    extra = sorted(set(unit_opts) - set(accepted))
+    common = set(inspect.signature(RecUnit.__init__).parameters)
+    own = [p for p in inspect.signature(cls.__init__).parameters if p not in common and p != "kwargs"]
+    extra = sorted(set(unit_opts) - set(own))
     if extra:
-        own = [p for p in accepted if p not in inspect.signature(RecUnit.__init__).parameters]
         raise LayerConfigError(
             f"layer '{name}' (class \"rec\"): \"unit_opts\": unit {unit!r} does not take {', '.join(extra)}; "
             f"it takes: {', '.join(own) or 'no options'}")

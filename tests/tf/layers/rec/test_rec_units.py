@@ -161,3 +161,10 @@ def test_rec_unit_bad_direction_and_init():
         rec(tf.zeros([2, 1, 2]), tf.constant([2]), direction=2)
     with pytest.raises(LayerConfigError, match="unknown initializer 'glorot_unifrom'"):
         make_unit("rnn", n_in=2, n_out=3, param_init="glorot_unifrom")
+
+
+def test_rec_unit_accepts_any_layer_name():
+    rec = make_unit("gru", n_in=2, n_out=3, name="enc/lstm-1")
+    assert rec.layer_name == "enc/lstm-1" and rec.W.name == "enc_lstm_1/W:0"
+    with pytest.raises(LayerConfigError, match=r"layer 'enc/lstm-1'.*direction"):
+        rec(tf.zeros([2, 1, 2]), tf.constant([2]), direction=0)
