@@ -133,21 +133,36 @@ class SoftmaxOverSpatialLayer(LayerBase):
     """Softmax along a spatial axis (default the time axis); padded frames get probability 0.
 
     Config: ``{"class": "softmax_over_spatial", "from": "energy", "axis": "stag:enc:time"}``; ``energy_factor``
-    scales the logits first, ``log_space`` gives log-probabilities (padded frames: -inf).
+    scales the logits first, ``log_space`` gives log-probabilities (masked frames: -inf). ``start`` (a layer
+    of [B] positions) also masks the frames before it; ``window_start`` (such a layer, or an int) with
+    ``window_size`` keeps only the frames ``window_start <= t < window_start + window_size``.
     """
 
-    example = {"from": "data", "energy_factor": 0.5}
+    example = {"from": "data", "energy_factor": 0.5, "window_start": 1, "window_size": 3}
 
     class Opts(LayerOpts):
         axis: Any = None
         energy_factor: float | None = None
         use_time_mask: bool = True
         log_space: bool = False
+        start: str | None = layer_ref()
+        window_start: str | int | None = layer_ref()
+        window_size: int | None = None
 
     @classmethod
     def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
         data = ctx.input_template()
         cls._axis(ctx, data, opts)
+        if (opts.window_start is None) != (opts.window_size is None):
+            raise ctx.error('"window_start" and "window_size" go together')
+        if opts.window_size is not None and opts.window_size < 1:
+            raise ctx.error(f'"window_size": expected a positive int, got {opts.window_size}')
+        for name in ("start", "window_start"):
+            ref = getattr(opts, name)
+            if isinstance(ref, str):
+                pos = ctx.ref_templates[ref]
+                if pos.batch_ndim != 1 or pos.batch_dim_axis is None or data.batch_dim_axis is None:
+                    raise ctx.error(f'"{name}": expected a [B] layer of positions, got {pos.describe()}')
         return data
 
     @staticmethod
@@ -168,14 +183,38 @@ class SoftmaxOverSpatialLayer(LayerBase):
         self.axis = self._axis(ctx, ctx.input_template(), opts)
         self.opts = opts
 
-    def __call__(self, sources: Sequence[Data], *, train: bool) -> Data:
+    def _mask(self, x: Data, refs: Mapping[str, Data]) -> Any:
+        """Bool mask of the frames that take part (None: all of them), the shape of the input."""
+        o, dim = self.opts, x.dims[self.axis]
+        masks = []
+        if o.use_time_mask and dim.is_dynamic and x.batch_dim_axis is not None:
+            masks.append(x.mask_broadcast(dim))
+        if o.start is not None or o.window_start is not None:
+            shape = [1] * x.batch_ndim
+            shape[self.axis] = -1
+            t = tf.reshape(tf.range(tf.shape(x.tensor)[self.axis]), shape)
+            for ref, size in ((o.start, None), (o.window_start, o.window_size)):
+                if ref is None:
+                    continue
+                pos = tf.constant(ref) if isinstance(ref, int) else tf.cast(refs[ref].tensor, tf.int32)
+                if not isinstance(ref, int):
+                    b_shape = [1] * x.batch_ndim
+                    b_shape[x.batch_dim_axis] = -1
+                    pos = tf.reshape(pos, b_shape)
+                masks.append(t >= pos if size is None else (t >= pos) & (t < pos + size))
+        if not masks:
+            return None
+        mask = tf.broadcast_to(masks[0], tf.shape(x.tensor))
+        for extra in masks[1:]:
+            mask = mask & extra
+        return mask
+
+    def __call__(self, sources: Sequence[Data], *, train: bool, refs: Mapping[str, Data] | None = None) -> Data:
         x = self.input_data(sources)
         logits = x.tensor if self.opts.energy_factor is None else x.tensor * self.opts.energy_factor
-        dim = x.dims[self.axis]
-        mask = None
-        if self.opts.use_time_mask and dim.is_dynamic and x.batch_dim_axis is not None:
-            mask = tf.broadcast_to(x.mask_broadcast(dim), tf.shape(logits))
-            logits = tf.where(mask, logits, tf.cast(-math.inf, logits.dtype))
+        mask = self._mask(x, refs or {})
+        if mask is not None:  # finite, so a row without any valid frame gives no NaN (value or gradient)
+            logits = tf.where(mask, logits, logits.dtype.min)
         y = (tf.nn.log_softmax if self.opts.log_space else tf.nn.softmax)(logits, axis=self.axis)
         if mask is not None:
             y = tf.where(mask, y, tf.cast(-math.inf if self.opts.log_space else 0.0, y.dtype))

@@ -88,8 +88,8 @@ class PadLayer(LayerBase):
         _needs_batch(ctx, data)
         if opts.mode.lower() not in PAD_MODES:
             raise ctx.error(f'"mode": unknown {opts.mode!r}; known: {", ".join(PAD_MODES)}')
-        for axis, (left, right) in cls._pads(ctx, data, opts):
-            data = _resized(ctx, data, axis, left + right, f"pad{axis}")
+        for i, (axis, (left, right)) in enumerate(cls._pads(ctx, data, opts)):
+            data = _resized(ctx, data, axis, left + right, f"pad{i}")
         return data
 
     @staticmethod

@@ -355,8 +355,8 @@ class TransposeLayer(_PermuteLayer):
 class SplitLayer(LayerBase):
     """One axis cut into parts (``size_splits`` or ``num_splits``); the output is the input, parts are sublayers.
 
-    Config: ``{"class": "split", "from": "x", "axis": "F", "size_splits": [2, 3]}``; the parts are
-    ``parts(output)`` with templates ``part_templates`` (the network exposes them as ``"name/0"``, ``"name/1"``).
+    Config: ``{"class": "split", "from": "x", "axis": "F", "size_splits": [2, 3]}``; the parts are the
+    sublayers ``"name/0"``, ``"name/1"``, ... (``sub_layer_template`` / ``sub_layer_output``; ``parts(output)``).
     """
 
     example = {"from": "data", "axis": "F", "num_splits": 1}
@@ -417,8 +417,25 @@ class SplitLayer(LayerBase):
 
     def parts(self, out: Data) -> list[Data]:
         """The parts of this layer's output (as computed by ``__call__``)."""
-        tensors = tf.split(out.tensor, self.sizes, axis=self.axis)
-        return [part.with_tensor(t, like=out) for part, t in zip(self.part_templates, tensors)]
+        return [self.sub_layer_output(out, str(i)) for i in range(len(self.part_templates))]
+
+    def _sub_index(self, sub: str) -> int:
+        """Index of the part named ``sub`` ("0", "1", ...)."""
+        if not sub.isdigit() or int(sub) >= len(self.part_templates):
+            raise self.ctx.error(f"no sublayer {sub!r}; the parts are " +
+                                 ", ".join(f"'{self.layer_name}/{i}'" for i in range(len(self.part_templates))))
+        return int(sub)
+
+    def sub_layer_template(self, sub: str) -> Data:
+        """Template of the sublayer ``"<name>/<sub>"`` (the part with that index)."""
+        return self.part_templates[self._sub_index(sub)]
+
+    def sub_layer_output(self, out: Data, sub: str) -> Data:
+        """Output of the sublayer ``"<name>/<sub>"`` from this layer's output."""
+        index = self._sub_index(sub)
+        begin = sum(self.sizes[:index])
+        tensor = tf.gather(out.tensor, tf.range(begin, begin + self.sizes[index]), axis=self.axis)
+        return self.part_templates[index].with_tensor(tensor, like=out)
 
     def __call__(self, sources: Sequence[Data], *, train: bool) -> Data:
         x = self.input_data(sources)

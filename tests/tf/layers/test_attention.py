@@ -111,3 +111,43 @@ def test_attention_gradient_ignores_padded_keys():
     grad = tape.gradient(value, enc).numpy()
     mask = batch.mask("enc")
     assert np.all(grad[~mask] == 0) and np.any(grad[mask] != 0)
+
+
+def test_softmax_over_spatial_start_and_window():
+    _, batch, out = _run({"e": {"class": "reduce", "from": "data:enc", "mode": "sum", "axes": "F"},
+                          "output": {"class": "softmax_over_spatial", "from": "e", "start": "data:off"}})
+    y, lens, start = out["output"].numpy(), batch.seq_lens("enc"), batch["off"]
+    energies = batch["enc"].sum(-1)
+    for b in range(3):
+        keep = (np.arange(7) >= start[b]) & (np.arange(7) < lens[b])
+        want = np.where(keep, np.exp(energies[b] - energies[b][keep].max()), 0.0) if keep.any() else np.zeros(7)
+        np.testing.assert_allclose(y[b], want / max(want.sum(), 1e-30), rtol=1e-5, atol=1e-7)
+    _, batch, out = _run({"e": {"class": "reduce", "from": "data:enc", "mode": "sum", "axes": "F"},
+                          "output": {"class": "softmax_over_spatial", "from": "e", "window_start": 1,
+                                     "window_size": 2}}, max_time={"data": 5, "enc": 7, "classes": 5, "off": 1})
+    y = out["output"].numpy()
+    assert np.all(y[:, 0] == 0) and np.all(y[:, 3:] == 0)
+    np.testing.assert_allclose(y.sum(-1), np.where(batch.seq_lens("enc") > 1, 1.0, 0.0), rtol=1e-5)
+    with pytest.raises(LayerConfigError, match=r"\"window_start\" and \"window_size\" go together"):
+        build_network({"output": {"class": "softmax_over_spatial", "window_size": 2}}, extern_data=EXTERN)
+
+
+def test_softmax_over_spatial_fully_masked_row_has_finite_gradient():
+    net = build_network({"e": {"class": "reduce", "from": "data:enc", "mode": "sum", "axes": "F"},
+                         "output": {"class": "softmax_over_spatial", "from": "e", "window_start": 20,
+                                    "window_size": 2, "log_space": True}}, extern_data=EXTERN)
+    batch = random_batch(net.extern_data, n_batch=2, max_time=4, seed=1)
+    enc = tf.Variable(batch["enc"])
+    with tf.GradientTape() as tape:
+        y = net(dict(batch, enc=enc))["output"].tensor
+        value = tf.reduce_sum(tf.where(tf.math.is_finite(y), y, 0.0))
+    assert np.all(np.isneginf(y.numpy()))
+    assert np.all(tape.gradient(value, enc).numpy() == 0)
+
+
+def test_dot_with_unbatched_variable_is_a_linear_map():
+    net, batch, out = _run({"w": {"class": "variable", "shape": [4, 2], "init": "glorot_uniform"},
+                            "output": {"class": "dot", "from": ["data", "w"], "red1": "F", "red2": "S:0"}})
+    w = net.layers["w"].var.numpy()
+    np.testing.assert_allclose(out["output"].numpy(), batch["data"] @ w, rtol=1e-5, atol=1e-6)
+    assert out["output"].numpy().shape == (3, 5, 2) and out["output"].feature_dim.size == 2

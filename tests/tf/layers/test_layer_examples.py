@@ -52,3 +52,28 @@ def test_layer_example_matches_template_and_traces_once(name):
         if eager.seq_lens is not None:
             np.testing.assert_array_equal(traced[seq_len_key("output")].numpy(), eager.seq_lens.numpy())
     assert forward.experimental_get_tracing_count() == 1
+
+
+def _from_data(example):
+    src = example.get("from", "data")
+    return src == "data" or (isinstance(src, list) and all(s == "data" for s in src))
+
+
+def _time_major_example(name):
+    example = dict(EXAMPLES[name])
+    src = example.get("from", "data")
+    example["from"] = [s.replace("data", "tm") for s in src] if isinstance(src, list) else "tm"
+    return {"tm": {"class": "reinterpret_data", "from": "data", "enforce_time_major": True}, "output": example}
+
+
+@pytest.mark.parametrize("name", [n for n in CLASSES if _from_data(EXAMPLES[n])])
+def test_layer_example_same_result_on_time_major_input(name):
+    extra = {k: dict(v) for k, v in LAYER_CLASSES[name].example_extra.items()}
+    batch_major = build_network({"output": dict(EXAMPLES[name]), **extra}, extern_data=EXTERN)
+    time_major = build_network({**_time_major_example(name), **extra}, extern_data=EXTERN)
+    batch = random_batch(batch_major.extern_data, n_batch=3, max_time=6, seed=5)
+    a, b = batch_major(batch)["output"], time_major(batch)["output"]
+    names_a, names_b = [d.name for d in a.dims], [d.name for d in b.dims]
+    assert sorted(names_a) == sorted(names_b)
+    perm = [names_b.index(n) for n in names_a]
+    np.testing.assert_allclose(np.transpose(b.numpy(), perm), a.numpy(), rtol=1e-5, atol=1e-6)

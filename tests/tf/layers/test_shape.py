@@ -88,5 +88,11 @@ def test_split_parts_cover_the_axis():
     np.testing.assert_array_equal(parts[1].numpy(), batch["data"][..., 2:])
     assert [p.feature_dim.size for p in layer.part_templates] == [2, 4]
     assert [p.dims for p in parts] == [p.dims for p in layer.part_templates]
+    second = layer.sub_layer_output(out["output"], "1")
+    assert second.dims == layer.sub_layer_template("1").dims
+    np.testing.assert_array_equal(second.numpy(), batch["data"][..., 2:])
+    with pytest.raises(LayerConfigError, match=r"layer 'output' \(class \"split\"\): no sublayer '2'; the parts "
+                                               r"are 'output/0', 'output/1'"):
+        layer.sub_layer_template("2")
     with pytest.raises(LayerConfigError, match=r"\"size_splits\": \[2, 3\] do not add up"):
         build_network({"output": {"class": "split", "size_splits": [2, 3]}}, extern_data=EXTERN)

@@ -36,6 +36,12 @@ def test_slice_feature_axis_static():
     net, batch, out = _run({"output": {"class": "slice", "axis": "F", "slice_start": 1, "slice_end": -1}})
     np.testing.assert_array_equal(out["output"].numpy(), batch["data"][..., 1:-1])
     assert out["output"].feature_dim.size == 3
+    _, batch, out = _run({"output": {"class": "slice", "axis": "F", "slice_step": -2}})
+    np.testing.assert_array_equal(out["output"].numpy(), batch["data"][..., ::-2])
+    _, batch, out = _run({"output": {"class": "slice", "axis": "F", "slice_start": 0}})
+    assert out["output"].feature_dim is batch.templates["data"].feature_dim
+    with pytest.raises(LayerConfigError, match=r"\"slice_step\": expected a non-zero int \(positive on dynamic"):
+        build_network({"output": {"class": "slice", "axis": "T", "slice_step": -1}}, extern_data=EXTERN)
     with pytest.raises(LayerConfigError, match=r"layer 'output' \(class \"slice\"\): \"axis\": axis 'G'"):
         build_network({"output": {"class": "slice", "axis": "G", "slice_start": 1}}, extern_data=EXTERN)
 
