@@ -245,8 +245,8 @@ class Network(tf.Module):
             self.target_keys.append(target)
         return self.extern_data[target]
 
-    def shared_param(self, ctx: LayerContext, name: str) -> tf.Variable | None:
-        """The param ``name`` of the layer named by ``ctx``'s ``reuse_params``, if any."""
+    def shared_param(self, ctx: LayerContext, name: str, shape: tuple[int, ...]) -> tf.Variable | None:
+        """The param ``name`` of the layer named by ``ctx``'s ``reuse_params`` (checked to have ``shape``), if any."""
         reuse = ctx.common.reuse_params
         if reuse is None:
             return None
@@ -255,7 +255,10 @@ class Network(tf.Module):
         other = self.layers[reuse]
         if name not in other.params:
             raise ctx.error(f'"reuse_params": layer {reuse!r} has no param {name!r}; it has: {", ".join(other.params)}')
-        return other.params[name]
+        shared = other.params[name]
+        if tuple(shared.shape) != tuple(shape):
+            raise ctx.error(f'"reuse_params": param {name!r} has shape {tuple(shared.shape)}, this layer needs {shape}')
+        return shared
 
     # ---- running ----
 

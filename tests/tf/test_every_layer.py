@@ -34,7 +34,8 @@ def _check_matches_template(out, template):
 
 @pytest.mark.parametrize("name, cls", CLASSES, ids=[name for name, _ in CLASSES])
 def test_every_layer_example_matches_template_and_traces_once(name, cls):
-    assert cls.__doc__ and cls.__doc__.strip(), f"{cls.__name__} needs a docstring (it is the layer reference)"
+    assert cls.__doc__ and "Config:" in cls.__doc__, (
+        f"{cls.__name__} needs a docstring with a 'Config:' example (it is the layer reference, docs/layers.rst)")
     net = _build(cls)
     template = net.templates["output"]
     forward = net.forward_function(["output"], train=True)

@@ -175,3 +175,35 @@ def test_loss_config_errors():
                       extern_data=EXTERN)
     with pytest.raises(LayerConfigError, match=r"\"target\": no extern data key 'nope'"):
         build_network({"output": {"class": "softmax", "loss": "ce", "target": "nope"}}, extern_data=EXTERN)
+
+
+def test_ce_without_time_axis_per_sequence_targets():
+    extern = {"vec": {"shape": (6,), "time_dim_axis": None}, "speaker": {"shape": (), "dim": 3, "sparse": True,
+                                                                           "time_dim_axis": None}}
+    net = build_network({"output": {"class": "softmax", "from": "data:vec", "loss": "ce", "target": "speaker"}},
+                        extern_data=extern)
+    batch = random_batch(net.extern_data, n_batch=5, seed=1)
+    out = net(batch)
+    value = net.loss_values(out, batch)["output"]
+    probs = out["output"].numpy()
+    want = -np.log(probs[np.arange(5), batch["speaker"]]).mean()
+    np.testing.assert_allclose(value.loss.numpy(), want, rtol=1e-5)
+    assert value.num_frames.numpy() == 5
+
+
+def test_ce_stable_for_saturated_softmax():
+    net = build_network({"output": {"class": "softmax", "loss": "ce"}},
+                        extern_data=EXTERN)
+    net.layers["output"].W.assign(np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32) * 300.0)
+    batch = random_batch(net.extern_data, n_batch=2, max_time=4, seed=3)
+    with tf.GradientTape() as tape:
+        values = net.loss_values(net(batch), batch)
+    grad = tape.gradient(values["output"].loss, net.layers["output"].W).numpy()
+    mask = batch.mask("data")
+    logits = (batch["data"].astype(np.float64) @ net.layers["output"].W.numpy().astype(np.float64))[mask]
+    log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+    labels = batch["classes"][mask]
+    want = -log_probs[np.arange(len(labels)), labels].mean()
+    assert want > 50  # far beyond what log(clipped probs) could give
+    np.testing.assert_allclose(values["output"].loss.numpy(), want, rtol=1e-4)
+    assert np.isfinite(grad).all() and np.abs(grad).max() > 0

@@ -7,6 +7,7 @@ import tensorflow as tf
 from returnn.config import Config
 from returnn.errors import ConfigError, LayerConfigError, LayerConstructionError
 from returnn.tensor.data import Data
+from returnn.tensor.dim import Dim, batch_dim, feature_dim
 from returnn.testing import build_network, random_batch
 from returnn.tf.network import Network
 from returnn.tf.layers import LAYER_CLASSES, LayerBase, LayerContext, LayerOpts, register_layer
@@ -326,3 +327,19 @@ def test_network_odd_layer_names_still_name_params():
     net = build_network({"1st-layer": {"class": "rec", "unit": "rnn", "n_out": 2},
                          "output": {"class": "linear", "from": "1st-layer", "n_out": 2}}, extern_data=EXTERN)
     assert sorted(net.get_params()) == ["1st-layer/W", "1st-layer/W_re", "1st-layer/b", "output/W", "output/b"]
+
+
+def test_network_extern_keys_sharing_a_time_dim_combine():
+    time = Dim(None, "time")
+    extern = {"data": {"dims": [batch_dim, time, feature_dim(3, "feat")]},
+              "classes": {"dims": [batch_dim, time], "sparse_dim": feature_dim(4, "vocab")}}
+    net = build_network({"emb": {"class": "embedding", "from": "data:classes", "n_out": 3},
+                         "output": {"class": "combine", "kind": "add", "from": ["data", "emb"]}}, extern_data=extern)
+    batch = random_batch(net.extern_data, seed=2)
+    out = net(batch)
+    want = batch["data"] + net.layers["emb"].W.numpy()[batch["classes"]]
+    np.testing.assert_allclose(out["output"].numpy(), want, rtol=1e-6)
+    with pytest.raises(LayerConfigError, match=r"dim mismatch: 'data:time' of 'data' vs 'classes:time' of 'emb'"):
+        build_network({"emb": {"class": "embedding", "from": "data:classes", "n_out": 3},
+                       "output": {"class": "combine", "kind": "add", "from": ["data", "emb"]}},
+                      extern_data={"data": {"dim": 3}, "classes": {"dim": 4, "sparse": True}})

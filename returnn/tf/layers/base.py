@@ -213,11 +213,8 @@ class LayerBase(tf.Module):
                   trainable: bool | None = None) -> tf.Variable:
         """A new ``tf.Variable`` named ``<layer path>/<name>`` (or the one shared through ``reuse_params``)."""
         shape = tuple(int(size) for size in shape)
-        shared = self.ctx.network.shared_param(self.ctx, name)
+        shared = self.ctx.network.shared_param(self.ctx, name, shape)
         if shared is not None:
-            if tuple(shared.shape) != shape:
-                raise self.ctx.error(f'"reuse_params": param {name!r} has shape {tuple(shared.shape)}, '
-                                     f"this layer needs {shape}")
             self.params[name] = shared
             return shared
         full_name = self.param_name(name)

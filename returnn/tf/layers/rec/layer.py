@@ -92,11 +92,8 @@ class RecLayer(LayerBase):
         for name, var in list(vars(self.unit).items()):
             if not isinstance(var, tf.Variable):
                 continue
-            shared = self.ctx.network.shared_param(self.ctx, name)
+            shared = self.ctx.network.shared_param(self.ctx, name, tuple(var.shape))
             if shared is not None:
-                if tuple(shared.shape) != tuple(var.shape):
-                    raise self.ctx.error(f'"reuse_params": param {name!r} has shape {tuple(shared.shape)}, '
-                                         f"this layer needs {tuple(var.shape)}")
                 var = shared
             elif not self.ctx.common.trainable or var.name.split(":")[0] != self.param_name(name):
                 var = tf.Variable(var, trainable=self.ctx.common.trainable, name=self.param_name(name))
