@@ -22,20 +22,14 @@ import tensorflow as tf  # noqa: E402
 
 from returnn.config import Config  # noqa: E402
 from returnn.log import init_log  # noqa: E402
+from returnn.testing import blstm_net_dict  # noqa: E402
 from returnn.tf.engine import Engine  # noqa: E402
 from returnn.tf.steps import feed_for_signature, make_train_step  # noqa: E402
 
 
 def make_config(args: argparse.Namespace, model_dir: str) -> Config:
     """A fixed model: ``layers`` bidirectional LSTM layers on synthetic frames, softmax with CE."""
-    network = {}
-    source = "data"
-    for i in range(args.layers):
-        for direction, suffix in ((1, "fw"), (-1, "bw")):
-            network[f"lstm{i}_{suffix}"] = {"class": "rec", "unit": args.unit, "direction": direction,
-                                            "n_out": args.units, "from": source}
-        source = [f"lstm{i}_fw", f"lstm{i}_bw"]
-    network["output"] = {"class": "softmax", "loss": "ce", "from": source}
+    network = blstm_net_dict(layers=args.layers, n_out=args.units, unit=args.unit)
     return Config({
         "train": {"class": "DummyDataset", "input_dim": args.n_in, "output_dim": args.n_classes,
                   "num_seqs": args.seqs_per_batch * args.steps, "seq_len": args.time},
