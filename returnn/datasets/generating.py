@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from returnn.datasets.base import Dataset, DatasetSeq, SeqDict, register_dataset
+from returnn.datasets.in_memory import InMemoryDataset
 from returnn.errors import DatasetError
 
 _RECENT_SEQS = 512  # generated sequences kept, so that asking a length and then the data generates once
@@ -169,7 +170,7 @@ class DummyDataset(GeneratingDataset):
 
 
 @register_dataset
-class StaticDataset(Dataset):
+class StaticDataset(InMemoryDataset):
     """Sequences given directly: ``data=[{"data": array, "classes": array, ("seq_tag": str)}, ...]``."""
 
     def __init__(
@@ -211,18 +212,6 @@ class StaticDataset(Dataset):
         if np.issubdtype(first.dtype, np.integer):
             return [int(max((s[key].max() for s in self._seqs if s[key].size), default=0)) + 1, 1]
         return [1, 1]
-
-    def _num_corpus_seqs(self) -> int:
-        return len(self._seqs)
-
-    def _load_corpus_seq(self, corpus_idx: int) -> SeqDict:
-        return self._seqs[corpus_idx]
-
-    def _corpus_tag(self, corpus_idx: int) -> str:
-        return self._tags[corpus_idx]
-
-    def _corpus_seq_lens(self, corpus_idx: int) -> dict[str, int]:
-        return {k: len(v) for k, v in self._seqs[corpus_idx].items()}
 
 
 class _SymbolSeqTask(GeneratingDataset):

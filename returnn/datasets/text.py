@@ -14,7 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from returnn.datasets.base import Dataset, SeqDict, read_text_lines, register_dataset
+from returnn.datasets.base import read_text_lines, register_dataset
+from returnn.datasets.in_memory import InMemoryDataset
 from returnn.errors import DatasetError
 
 
@@ -62,25 +63,8 @@ def encode(tokens: Sequence[str], vocab: dict[str, int], unknown: str | None, *,
     return np.array(ids, dtype=np.int32)
 
 
-class _TextDataset(Dataset):
+class _TextDataset(InMemoryDataset):
     """In-memory sequences of token ids by data key."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self._seqs: list[SeqDict] = []
-        self._tags: list[str] = []
-
-    def _num_corpus_seqs(self) -> int:
-        return len(self._seqs)
-
-    def _load_corpus_seq(self, corpus_idx: int) -> SeqDict:
-        return self._seqs[corpus_idx]
-
-    def _corpus_tag(self, corpus_idx: int) -> str:
-        return self._tags[corpus_idx]
-
-    def _corpus_seq_lens(self, corpus_idx: int) -> dict[str, int]:
-        return {k: len(v) for k, v in self._seqs[corpus_idx].items()}
 
 
 @register_dataset

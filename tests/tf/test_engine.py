@@ -6,17 +6,15 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
 
 from returnn.config import Config
-from returnn.datasets import init_dataset
 from returnn.lr_control import read_learning_rate_file
 from returnn.tf import checkpoint as ckpt
 from returnn.tf.engine import Engine, NonFiniteScoreError
-from returnn.tf.engine_tasks import run_eval, run_forward, run_train
+from returnn.tf.engine_tasks import run_eval, run_train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
