@@ -19,6 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import keras  # noqa: E402  (only for the comparison; the library never imports keras)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -67,8 +68,6 @@ def rec_step_fn(args: argparse.Namespace, unit: str, xla: bool):
 
 def keras_step_fn(args: argparse.Namespace):
     """The same network from Keras 3's LSTM layer (batch-major), for comparison only."""
-    import keras
-
     layers = []
     for _ in range(args.layers):
         lstm = keras.layers.LSTM(args.units, return_sequences=True)
