@@ -59,12 +59,13 @@ def cache_dir() -> str:
 
 
 def find_compiler(compiler: str | None = None) -> str:
-    """The C++ compiler: the argument, ``$RETURNN_NATIVE_OP_CXX``, ``$CXX``, then g++ / c++ on PATH."""
-    for candidate in (compiler, os.environ.get("RETURNN_NATIVE_OP_CXX"), os.environ.get("CXX"), "g++", "c++"):
-        if candidate:
-            found = shutil.which(candidate)
-            if found or candidate in (compiler, os.environ.get("RETURNN_NATIVE_OP_CXX")):
-                return found or candidate
+    """The C++ compiler: the argument or ``$RETURNN_NATIVE_OP_CXX`` as given, else ``$CXX``, g++, c++ on PATH."""
+    explicit = compiler or os.environ.get("RETURNN_NATIVE_OP_CXX")
+    if explicit:  # used even when missing, so that the error names it
+        return shutil.which(explicit) or explicit
+    for candidate in (os.environ.get("CXX"), "g++", "c++"):
+        if candidate and shutil.which(candidate):
+            return shutil.which(candidate)
     return "g++"
 
 

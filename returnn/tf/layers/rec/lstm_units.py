@@ -124,7 +124,8 @@ class CudnnLSTMUnit(LSTMUnitBase):
         if direction == -1:
             x = reverse_valid(x, seq_lens)
         w, w_re, b = self.gate_blocks("ifjo")  # cuDNN's order: i, f, c, o
-        weights = [tf.transpose(m) for m in tf.split(w, 4, axis=1) + tf.split(w_re, 4, axis=1)]
+        # cuDNN wants each gate's matrix as [n_out, n_x], flattened row-major.
+        weights = [tf.reshape(tf.transpose(m), [-1]) for m in tf.split(w, 4, axis=1) + tf.split(w_re, 4, axis=1)]
         biases = tf.split(b, 4) + [tf.zeros([self.n_out], self.dtype)] * 4
         params = tf.raw_ops.CudnnRNNCanonicalToParamsV2(
             num_layers=1, num_units=self.n_out, input_size=self.n_in, weights=weights, biases=biases, rnn_mode="lstm")

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from returnn.errors import LayerConfigError
+from returnn.tf.layers.rec import lstm_units
 from returnn.tf.layers.rec.units import UNITS, RecUnit, make_unit
 
 CPU_UNITS = ["nativelstm", "lstmblock", "standardlstm", "gru", "rnn"]
@@ -168,3 +169,14 @@ def test_rec_unit_accepts_any_layer_name():
     assert rec.layer_name == "enc/lstm-1" and rec.W.name == "enc_lstm_1/W:0"
     with pytest.raises(LayerConfigError, match=r"layer 'enc/lstm-1'.*direction"):
         rec(tf.zeros([2, 1, 2]), tf.constant([2]), direction=0)
+
+
+def test_rec_unit_cudnnlstm_graph_traces_without_gpu():
+    """No GPU here to run cuDNN; tracing checks the op signatures and the output shapes."""
+    rec = lstm_units.CudnnLSTMUnit.__new__(lstm_units.CudnnLSTMUnit)
+    lstm_units.LSTMUnitBase.__init__(rec, n_in=N_IN, n_out=N_OUT, name="cudnn")
+    fn = tf.function(lambda x, seq_lens: rec(x, seq_lens, direction=-1))
+    graph = fn.get_concrete_function(tf.TensorSpec([None, None, N_IN]), tf.TensorSpec([None], tf.int32))
+    y, (c, h) = graph.structured_outputs
+    assert y.shape.as_list() == [None, None, N_OUT] and c.shape.as_list() == h.shape.as_list() == [None, N_OUT]
+    assert {"CudnnRNNV3", "CudnnRNNCanonicalToParamsV2"} <= {op.type for op in graph.graph.get_operations()}
