@@ -5,9 +5,11 @@ Prints per variant ``unit=<name> ms_per_step=<x> gflops=<y>``, then ``matmul gfl
 large tf.matmul in the same run and the native/matmul ratio. Default: 1 bidirectional layer of
 256 units, 40 sequences x 50 frames. Variants: the rec units (nativelstm, lstmblock, standardlstm,
 gru, rnn), ``standardlstm-xla`` (same loop, train step under jit_compile=True) and ``keras`` (Keras 3's
-LSTM layer, only for comparison).
+LSTM layer, only for comparison). ``--network`` builds the same stack as a network dict of ``rec``
+layers (``lstm{i}_fw`` / ``lstm{i}_bw`` as in RETURNN's docs) and times it through the network.
 
     python tools/benchmark_lstm.py --layers 2 --units 512 --batch 40 --time 50
+    python tools/benchmark_lstm.py --network --layers 3
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from returnn.tf.layers.rec.units import make_unit  # noqa: E402
+from returnn.testing import blstm_net_dict, build_network  # noqa: E402
 
 DEFAULT_VARIANTS = "nativelstm,lstmblock,standardlstm,standardlstm-xla,keras"
 
@@ -61,6 +64,28 @@ def rec_step_fn(args: argparse.Namespace, unit: str, xla: bool):
             for units in layers:
                 h = tf.concat([u(h, seq_lens, direction=1 - 2 * d)[0] for d, u in enumerate(units)], axis=-1)
             loss = tf.reduce_sum(tf.square(h))
+        return loss, tape.gradient(loss, variables)
+
+    return tf.function(step, jit_compile=xla) if xla else tf.function(step)
+
+
+def network_step_fn(args: argparse.Namespace, unit: str, xla: bool):
+    """The same stack built from a net dict of rec layers; takes time-major x like the unit variants."""
+    net_dict = blstm_net_dict(layers=args.layers, n_out=args.units, unit=unit)
+    last = [f"lstm{args.layers - 1}_fw"] + ([f"lstm{args.layers - 1}_bw"] if args.bidirectional else [])
+    if not args.bidirectional:
+        net_dict = {k: {**v, "from": f"lstm{int(k[4:-3]) - 1}_fw" if k != "lstm0_fw" else "data"}
+                    for k, v in net_dict.items() if k.endswith("_fw")}
+    net_dict = {k: v for k, v in net_dict.items() if k != "output"}
+    for name in last:
+        net_dict[name] = {**net_dict[name], "is_output_layer": True}
+    net = build_network(net_dict, extern_data={"data": {"dim": args.n_in}})
+    variables = net.trainable_variables
+
+    def step(x, seq_lens):
+        with tf.GradientTape() as tape:
+            outputs = net({"data": tf.transpose(x, [1, 0, 2]), "data:seq_len": seq_lens}, train=True)
+            loss = tf.add_n([tf.reduce_sum(tf.square(outputs[name].tensor)) for name in last])
         return loss, tape.gradient(loss, variables)
 
     return tf.function(step, jit_compile=xla) if xla else tf.function(step)
@@ -127,6 +152,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds over the variants")
     parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument("--network", action="store_true", help="time the stack built through the rec layer of a network")
     parser.add_argument("--stat", choices=("min", "median"), default="min",
                         help="min (default) filters out interference from other jobs; median shows its effect")
     args = parser.parse_args(argv)
@@ -141,11 +167,14 @@ def main(argv: list[str] | None = None) -> None:
     seq_lens = tf.fill([args.batch], args.time)
     flops = lstm_flops(args)
     print(f"layers={args.layers} units={args.units} n_in={args.n_in} batch={args.batch} time={args.time} "
-          f"bidirectional={args.bidirectional} gflop_per_step={flops / 1e9:.2f} stat={args.stat} steps={args.steps}")
+          f"bidirectional={args.bidirectional} gflop_per_step={flops / 1e9:.2f} stat={args.stat} steps={args.steps} "
+          f"through={'network' if args.network else 'units'}")
     fns, inputs = {}, {}
     for variant in args.variants.split(","):
         if variant == "keras":
             fns[variant] = keras_step_fn(args)
+        elif args.network:
+            fns[variant] = network_step_fn(args, variant.removesuffix("-xla"), xla=variant.endswith("-xla"))
         else:
             fns[variant] = rec_step_fn(args, variant.removesuffix("-xla"), xla=variant.endswith("-xla"))
         inputs[variant] = (x, seq_lens)

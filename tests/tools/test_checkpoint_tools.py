@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import numpy as np
 import tensorflow as tf
 
 from returnn.tf.checkpoint import epoch_checkpoint_prefix, read_checkpoint, save_checkpoint
-
-TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools")
-
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(TOOLS, name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def write_epochs(model: str) -> None:
     for epoch, scale in ((1, 1.0), (2, 3.0)):
@@ -29,27 +16,27 @@ def write_epochs(model: str) -> None:
         })
 
 
-def test_avg_checkpoints_means_floats_keeps_last_ints(tmp_path, capsys):
+def test_avg_checkpoints_means_floats_keeps_last_ints(tmp_path, capsys, tool):
     model = str(tmp_path / "net")
     write_epochs(model)
     out = str(tmp_path / "net.avg")
-    assert load_tool("avg_checkpoints").main(["--model", model, "--epochs", "1", "2", "--out", out]) == 0
+    assert tool("avg_checkpoints").main(["--model", model, "--epochs", "1", "2", "--out", out]) == 0
     result = read_checkpoint(out)
     np.testing.assert_array_equal(result["out/W"], np.full((2, 2), 2.0, np.float32))
     assert result["updater/global_train_step"] == 20 and "updater/optimizer/out.W/m" not in result
     assert "averaged 2 checkpoints" in capsys.readouterr().out
 
 
-def test_avg_checkpoints_missing_epoch_is_clear_error(tmp_path, capsys):
+def test_avg_checkpoints_missing_epoch_is_clear_error(tmp_path, capsys, tool):
     model = str(tmp_path / "net")
     write_epochs(model)
-    assert load_tool("avg_checkpoints").main(["--model", model, "--epochs", "1", "5", "--out", str(tmp_path / "x")]) == 1
+    assert tool("avg_checkpoints").main(["--model", model, "--epochs", "1", "5", "--out", str(tmp_path / "x")]) == 1
     assert "no complete checkpoint" in capsys.readouterr().err
 
 
-def test_print_checkpoint_lists_names_shapes_stats(tmp_path, capsys):
+def test_print_checkpoint_lists_names_shapes_stats(tmp_path, capsys, tool):
     model = str(tmp_path / "net")
     write_epochs(model)
-    assert load_tool("print_checkpoint").main([epoch_checkpoint_prefix(model, 2), "--filter", "out/"]) == 0
+    assert tool("print_checkpoint").main([epoch_checkpoint_prefix(model, 2), "--filter", "out/"]) == 0
     out = capsys.readouterr().out
     assert "out/W shape [2, 2] float32 mean 3" in out and "total: 4 values" in out
