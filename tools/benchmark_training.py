@@ -36,7 +36,7 @@ def make_config(args: argparse.Namespace, model_dir: str) -> Config:
         "num_inputs": args.n_in, "num_outputs": args.n_classes,
         "batch_size": args.seqs_per_batch * args.time, "max_seqs": args.seqs_per_batch,
         "network": network, "adam": True, "learning_rate": 1e-3,
-        "model": os.path.join(model_dir, "net"), "log_verbosity": 1,
+        "model": os.path.join(model_dir, "net"), "log_verbosity": 1, "tensorboard": args.tensorboard,
     })
 
 
@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--time", type=int, default=100)
     parser.add_argument("--steps", type=int, default=20, help="steps per timed pass")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes")
+    parser.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="engine without per-step scalars")
     args = parser.parse_args()
     init_log(verbosity=1)
     with tempfile.TemporaryDirectory() as model_dir:

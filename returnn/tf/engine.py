@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 from returnn.datasets import Dataset, batch_generator_from_config
 from returnn.datasets.base import init_dataset_from_config
@@ -25,6 +24,7 @@ from returnn.tf import checkpoint as ckpt
 from returnn.tf.model_cleanup import cleanup_options, epochs_to_delete
 from returnn.tf.network import Network
 from returnn.tf.pretrain import pretrain_from_config
+from returnn.tf.summaries import ScalarWriter
 from returnn.tf.steps import ScoreAccumulator, feed_for_signature, make_eval_step, make_train_step, warn_on_retrace
 from returnn.tf.updater import Updater
 from returnn.util.progress import StepReporter, format_scores
@@ -284,40 +284,28 @@ class Engine:
 
     # ---- TensorBoard -----------------------------------------------------------------------------
 
-    def _writer(self):
+    def _writer(self) -> ScalarWriter | None:
         if self._summary_writer is None and self.model and self.config.bool("tensorboard", True):
             log_dir = self.config.value("tf_log_dir") or os.path.join(os.path.dirname(os.path.abspath(self.model)), "tensorboard")
-            self._summary_writer = tf.summary.create_file_writer(log_dir)
+            self._summary_writer = ScalarWriter(log_dir)
         return self._summary_writer
 
     def _write_step_summary(self, step_scores: dict[str, float], grad_norm: float) -> None:
         writer = self._writer()
-        if writer is None:
-            return
         step = int(self.updater.global_train_step.numpy())
-        with writer.as_default(step=step):
-            for name, value in step_scores.items():
-                _scalar_summary(f"train/{name}", value)
-            _scalar_summary("train/grad_norm", grad_norm)
-            _scalar_summary("train/learning_rate", float(self.updater.learning_rate.numpy()))
+        if writer is not None and step % self.config.int("tensorboard_step_interval", 10) == 0:
+            values = {f"train/{name}": value for name, value in step_scores.items()}
+            values["train/grad_norm"] = grad_norm
+            values["train/learning_rate"] = float(self.updater.learning_rate.numpy())
+            writer.write(step, values)
 
     def _write_epoch_summary(self, epoch: int, learning_rate: float, errors: dict) -> None:
         writer = self._writer()
-        if writer is None:
-            return
-        with writer.as_default(step=epoch):
-            _scalar_summary("epoch/learning_rate", learning_rate)
-            for name, value in _flat(errors).items():
-                _scalar_summary(f"epoch/{name}", value)
-        writer.flush()
-
-
-_SCALAR_METADATA = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-
-
-def _scalar_summary(name: str, value: float) -> None:
-    """A scalar TensorBoard shows, written with TensorFlow's core summary op (no tensorboard package needed)."""
-    tf.summary.write(name, tf.constant(value, tf.float32), metadata=_SCALAR_METADATA)
+        if writer is not None:
+            values = {"epoch/learning_rate": learning_rate}
+            values.update({f"epoch/{name}": value for name, value in _flat(errors).items()})
+            writer.write(epoch, values)
+            writer.flush()
 
 
 def _flat(errors: dict) -> dict[str, float]:
