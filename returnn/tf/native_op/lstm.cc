@@ -168,6 +168,52 @@ Status CheckShapes(const Tensor& v, const Tensor& c0, const Tensor& y0, const Te
   return Status();
 }
 
+// The forward op's inputs, checked, and its five outputs, allocated (shared by the CPU and GPU kernels).
+struct ForwardArgs {
+  const Tensor *z, *v, *c0, *y0, *mask;
+  int64_t time = 0, batch = 0, n = 0;
+  Tensor *y = nullptr, *c = nullptr, *gates = nullptr, *final_c = nullptr, *final_y = nullptr;
+};
+
+Status PrepareForward(OpKernelContext* ctx, ForwardArgs* a) {
+  a->z = &ctx->input(0), a->v = &ctx->input(1), a->c0 = &ctx->input(2), a->y0 = &ctx->input(3);
+  a->mask = &ctx->input(4);
+  if (a->z->dims() != 3 || a->z->dim_size(2) % 4 != 0)
+    return tensorflow::errors::InvalidArgument("z must be [T, B, 4n], got ", a->z->shape().DebugString());
+  a->time = a->z->dim_size(0), a->batch = a->z->dim_size(1), a->n = a->z->dim_size(2) / 4;
+  TF_RETURN_IF_ERROR(CheckShapes(*a->v, *a->c0, *a->y0, *a->mask, a->time, a->batch, a->n));
+  const TensorShape frames({a->time, a->batch, a->n}), state({a->batch, a->n});
+  TF_RETURN_IF_ERROR(ctx->allocate_output(0, frames, &a->y));
+  TF_RETURN_IF_ERROR(ctx->allocate_output(1, frames, &a->c));
+  TF_RETURN_IF_ERROR(ctx->allocate_output(2, a->z->shape(), &a->gates));
+  TF_RETURN_IF_ERROR(ctx->allocate_output(3, state, &a->final_c));
+  return ctx->allocate_output(4, state, &a->final_y);
+}
+
+// The backward op's inputs, checked, and its four outputs, allocated (shared by the CPU and GPU kernels).
+struct BackwardArgs {
+  const Tensor *v, *c0, *y0, *mask, *y, *c, *gates, *dy, *dfinal_c, *dfinal_y;
+  int64_t time = 0, batch = 0, n = 0;
+  Tensor *dz = nullptr, *h_prev = nullptr, *dc0 = nullptr, *dy0 = nullptr;
+};
+
+Status PrepareBackward(OpKernelContext* ctx, BackwardArgs* a) {
+  a->v = &ctx->input(0), a->c0 = &ctx->input(1), a->y0 = &ctx->input(2), a->mask = &ctx->input(3);
+  a->y = &ctx->input(4), a->c = &ctx->input(5), a->gates = &ctx->input(6), a->dy = &ctx->input(7);
+  a->dfinal_c = &ctx->input(8), a->dfinal_y = &ctx->input(9);
+  if (a->y->dims() != 3) return tensorflow::errors::InvalidArgument("y must be [T, B, n]");
+  a->time = a->y->dim_size(0), a->batch = a->y->dim_size(1), a->n = a->y->dim_size(2);
+  TF_RETURN_IF_ERROR(CheckShapes(*a->v, *a->c0, *a->y0, *a->mask, a->time, a->batch, a->n));
+  if (a->c->shape() != a->y->shape() || a->dy->shape() != a->y->shape() ||
+      a->gates->shape() != TensorShape({a->time, a->batch, 4 * a->n}) || a->dfinal_c->shape() != a->c0->shape() ||
+      a->dfinal_y->shape() != a->c0->shape())
+    return tensorflow::errors::InvalidArgument("inconsistent shapes of c, gates, dy, dfinal_c, dfinal_y");
+  TF_RETURN_IF_ERROR(ctx->allocate_output(0, a->gates->shape(), &a->dz));
+  TF_RETURN_IF_ERROR(ctx->allocate_output(1, a->y->shape(), &a->h_prev));
+  TF_RETURN_IF_ERROR(ctx->allocate_output(2, a->c0->shape(), &a->dc0));
+  return ctx->allocate_output(3, a->c0->shape(), &a->dy0);
+}
+
 // Frame index of the s-th processed step.
 inline int64_t FrameAt(int64_t s, int64_t time, int direction) { return direction >= 0 ? s : time - 1 - s; }
 
@@ -179,18 +225,11 @@ class NativeLstmOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor &z = ctx->input(0), &v = ctx->input(1), &c0 = ctx->input(2), &y0 = ctx->input(3),
-                 &mask = ctx->input(4);
-    OP_REQUIRES(ctx, z.dims() == 3 && z.dim_size(2) % 4 == 0,
-                tensorflow::errors::InvalidArgument("z must be [T, B, 4n], got ", z.shape().DebugString()));
-    const int64_t time = z.dim_size(0), batch = z.dim_size(1), n = z.dim_size(2) / 4;
-    OP_REQUIRES_OK(ctx, CheckShapes(v, c0, y0, mask, time, batch, n));
-    Tensor *y, *c, *gates, *final_c, *final_y;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({time, batch, n}), &y));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({time, batch, n}), &c));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, z.shape(), &gates));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({batch, n}), &final_c));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({batch, n}), &final_y));
+    ForwardArgs a;
+    OP_REQUIRES_OK(ctx, PrepareForward(ctx, &a));
+    const Tensor &z = *a.z, &v = *a.v, &c0 = *a.c0, &y0 = *a.y0, &mask = *a.mask;
+    const int64_t time = a.time, batch = a.batch, n = a.n;
+    Tensor *y = a.y, *c = a.c, *gates = a.gates, *final_c = a.final_c, *final_y = a.final_y;
     T* cs = final_c->flat<T>().data();
     T* hs = final_y->flat<T>().data();
     std::copy_n(c0.flat<T>().data(), batch * n, cs);
@@ -241,21 +280,12 @@ class NativeLstmGradOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor &v = ctx->input(0), &c0 = ctx->input(1), &y0 = ctx->input(2), &mask = ctx->input(3),
-                 &y = ctx->input(4), &c = ctx->input(5), &gates = ctx->input(6), &dy = ctx->input(7),
-                 &dfinal_c = ctx->input(8), &dfinal_y = ctx->input(9);
-    OP_REQUIRES(ctx, y.dims() == 3, tensorflow::errors::InvalidArgument("y must be [T, B, n]"));
-    const int64_t time = y.dim_size(0), batch = y.dim_size(1), n = y.dim_size(2);
-    OP_REQUIRES_OK(ctx, CheckShapes(v, c0, y0, mask, time, batch, n));
-    OP_REQUIRES(ctx, c.shape() == y.shape() && dy.shape() == y.shape() &&
-                         gates.shape() == TensorShape({time, batch, 4 * n}) && dfinal_c.shape() == c0.shape() &&
-                         dfinal_y.shape() == c0.shape(),
-                tensorflow::errors::InvalidArgument("inconsistent shapes of c, gates, dy, dfinal_c, dfinal_y"));
-    Tensor *dz, *h_prev, *dc0, *dy0;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, gates.shape(), &dz));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, y.shape(), &h_prev));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, c0.shape(), &dc0));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, c0.shape(), &dy0));
+    BackwardArgs a;
+    OP_REQUIRES_OK(ctx, PrepareBackward(ctx, &a));
+    const Tensor &v = *a.v, &c0 = *a.c0, &y0 = *a.y0, &mask = *a.mask, &y = *a.y, &c = *a.c, &gates = *a.gates,
+                 &dy = *a.dy, &dfinal_c = *a.dfinal_c, &dfinal_y = *a.dfinal_y;
+    const int64_t time = a.time, batch = a.batch, n = a.n;
+    Tensor *dz = a.dz, *h_prev = a.h_prev, *dc0 = a.dc0, *dy0 = a.dy0;
     T* dc = dc0->flat<T>().data();
     T* dh = dy0->flat<T>().data();
     std::copy_n(dfinal_c.flat<T>().data(), batch * n, dc);
@@ -344,18 +374,11 @@ class NativeLstmGpuOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor &z = ctx->input(0), &v = ctx->input(1), &c0 = ctx->input(2), &y0 = ctx->input(3),
-                 &mask = ctx->input(4);
-    OP_REQUIRES(ctx, z.dims() == 3 && z.dim_size(2) % 4 == 0,
-                tensorflow::errors::InvalidArgument("z must be [T, B, 4n], got ", z.shape().DebugString()));
-    const int64_t time = z.dim_size(0), batch = z.dim_size(1), n = z.dim_size(2) / 4;
-    OP_REQUIRES_OK(ctx, CheckShapes(v, c0, y0, mask, time, batch, n));
-    Tensor *y, *c, *gates, *final_c, *final_y;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({time, batch, n}), &y));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({time, batch, n}), &c));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, z.shape(), &gates));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({batch, n}), &final_c));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({batch, n}), &final_y));
+    ForwardArgs a;
+    OP_REQUIRES_OK(ctx, PrepareForward(ctx, &a));
+    const Tensor &z = *a.z, &v = *a.v, &c0 = *a.c0, &y0 = *a.y0, &mask = *a.mask;
+    const int64_t time = a.time, batch = a.batch, n = a.n;
+    Tensor *y = a.y, *c = a.c, *gates = a.gates, *final_c = a.final_c, *final_y = a.final_y;
     const int rc = returnn_lstm_cuda_forward(
         ctx->eigen_gpu_device().stream(), time, batch, n, direction_, z.flat<float>().data(), v.flat<float>().data(),
         c0.flat<float>().data(), y0.flat<float>().data(), mask.flat<float>().data(), y->flat<float>().data(),
@@ -378,17 +401,13 @@ class NativeLstmGradGpuOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor &v = ctx->input(0), &c0 = ctx->input(1), &y0 = ctx->input(2), &mask = ctx->input(3),
-                 &y = ctx->input(4), &c = ctx->input(5), &gates = ctx->input(6), &dy = ctx->input(7),
-                 &dfinal_c = ctx->input(8), &dfinal_y = ctx->input(9);
-    OP_REQUIRES(ctx, y.dims() == 3, tensorflow::errors::InvalidArgument("y must be [T, B, n]"));
-    const int64_t time = y.dim_size(0), batch = y.dim_size(1), n = y.dim_size(2);
-    OP_REQUIRES_OK(ctx, CheckShapes(v, c0, y0, mask, time, batch, n));
-    Tensor *dz, *h_prev, *dc0, *dy0, scratch;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, gates.shape(), &dz));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, y.shape(), &h_prev));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, c0.shape(), &dc0));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, c0.shape(), &dy0));
+    BackwardArgs a;
+    OP_REQUIRES_OK(ctx, PrepareBackward(ctx, &a));
+    const Tensor &v = *a.v, &c0 = *a.c0, &y0 = *a.y0, &mask = *a.mask, &y = *a.y, &c = *a.c, &gates = *a.gates,
+                 &dy = *a.dy, &dfinal_c = *a.dfinal_c, &dfinal_y = *a.dfinal_y;
+    const int64_t time = a.time, batch = a.batch, n = a.n;
+    Tensor *dz = a.dz, *h_prev = a.h_prev, *dc0 = a.dc0, *dy0 = a.dy0;
+    Tensor scratch;
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_FLOAT, c0.shape(), &scratch));
     const int rc = returnn_lstm_cuda_backward(
         ctx->eigen_gpu_device().stream(), time, batch, n, direction_, clip_, v.flat<float>().data(),
