@@ -93,3 +93,16 @@ def random_batch(extern_data: Mapping[str, Data] | Mapping[str, Any], *, n_batch
             values[seq_len_key(key)] = lens.copy()
         values[key] = array
     return RandomBatch(values, templates)
+
+
+def run_network(net_dict: Mapping[str, Any], *, extern_data: Mapping[str, Any], n_batch: int = 3,
+                max_time: int | Mapping[str, int] = 7, seed: int = 0, pad_value: float = 0.0, train: bool = False,
+                check_output: bool = True) -> tuple[Network, RandomBatch, dict[str, Data]]:
+    """Build ``net_dict``, run it on a random batch; (net, batch, outputs). Checks that the computed
+    ``output`` has the dims its template promised (``check_output``)."""
+    net = build_network(net_dict, extern_data=extern_data)
+    batch = random_batch(net.extern_data, n_batch=n_batch, max_time=max_time, seed=seed, pad_value=pad_value)
+    out = net(batch, train=train)
+    if check_output:
+        assert out["output"].dims == net.templates["output"].dims, "output differs from its template"
+    return net, batch, out

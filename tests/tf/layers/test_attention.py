@@ -1,3 +1,4 @@
+import functools
 import math
 
 import numpy as np
@@ -5,19 +6,13 @@ import pytest
 import tensorflow as tf
 
 from returnn.errors import LayerConfigError
-from returnn.testing import build_network, random_batch
+from returnn.testing import build_network, random_batch, run_network
 
 EXTERN = {"data": {"dim": 4}, "enc": {"dim": 4}, "classes": {"dim": 3, "sparse": True},
           "off": {"shape": (), "dtype": "int32"}}
 
 
-def _run(net_dict, *, seed=0, pad_value=0.0, max_time=None):
-    net = build_network(net_dict, extern_data=EXTERN)
-    batch = random_batch(net.extern_data, n_batch=3, max_time=max_time or {"data": 5, "enc": 7, "classes": 5, "off": 1},
-                         seed=seed, pad_value=pad_value)
-    out = net(batch)
-    assert out["output"].dims == net.templates["output"].dims
-    return net, batch, out
+_run = functools.partial(run_network, extern_data=EXTERN, n_batch=3, max_time={"data": 5, "enc": 7, "classes": 5, "off": 1})
 
 
 def test_dot_attention_energies_query_times_keys():

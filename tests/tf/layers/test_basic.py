@@ -1,16 +1,15 @@
+import functools
+
 import numpy as np
 import pytest
 
 from returnn.errors import LayerConfigError
-from returnn.testing import build_network, random_batch
+from returnn.testing import build_network, run_network
 
 EXTERN = {"data": {"dim": 5}, "classes": {"dim": 4, "sparse": True}, "other": {"dim": 2}}
 
 
-def _run(net_dict, *, seed=0, max_time=7, train=False):
-    net = build_network(net_dict, extern_data=EXTERN)
-    batch = random_batch(net.extern_data, n_batch=3, max_time=max_time, seed=seed)
-    return net, batch, net(batch, train=train)
+_run = functools.partial(run_network, extern_data=EXTERN, n_batch=3, max_time=7, check_output=False)
 
 
 def test_source_layer_reads_extern_key():

@@ -1,16 +1,15 @@
+import functools
+
 import numpy as np
 import pytest
 
 from returnn.errors import LayerConfigError
-from returnn.testing import build_network, random_batch
+from returnn.testing import build_network, run_network
 
 EXTERN = {"data": {"dim": 3}, "vec": {"shape": (3,), "time_dim_axis": None}}
 
 
-def _run(net_dict, seed=0):
-    net = build_network(net_dict, extern_data=EXTERN)
-    batch = random_batch(net.extern_data, n_batch=3, max_time=6, seed=seed)
-    return net, batch, net(batch)
+_run = functools.partial(run_network, extern_data=EXTERN, n_batch=3, max_time=6, check_output=False)
 
 
 @pytest.mark.parametrize("kind, ref", [

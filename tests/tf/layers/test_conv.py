@@ -1,3 +1,4 @@
+import functools
 import itertools
 
 import numpy as np
@@ -5,17 +6,12 @@ import pytest
 import tensorflow as tf
 
 from returnn.errors import LayerConfigError
-from returnn.testing import build_network, random_batch
+from returnn.testing import build_network, random_batch, run_network
 
 EXTERN = {"data": {"dim": 4}}
 
 
-def _run(net_dict, *, seed=0, max_time=9, pad_value=0.0, n_batch=3):
-    net = build_network(net_dict, extern_data=EXTERN)
-    batch = random_batch(net.extern_data, n_batch=n_batch, max_time=max_time, seed=seed, pad_value=pad_value)
-    out = net(batch)
-    assert out["output"].dims == net.templates["output"].dims
-    return net, batch, out
+_run = functools.partial(run_network, extern_data=EXTERN, n_batch=3, max_time=9)
 
 
 def _windows(shape, sizes, strides, dilation, padding):

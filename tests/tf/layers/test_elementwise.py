@@ -1,18 +1,15 @@
+import functools
+
 import numpy as np
 import pytest
 
 from returnn.errors import LayerConfigError
-from returnn.testing import build_network, random_batch
+from returnn.testing import build_network, run_network
 
 EXTERN = {"data": {"dim": 3}, "classes": {"dim": 4, "sparse": True}, "vec": {"shape": (3,), "time_dim_axis": None}}
 
 
-def _run(net_dict, *, seed=0):
-    net = build_network(net_dict, extern_data=EXTERN)
-    batch = random_batch(net.extern_data, n_batch=3, max_time=5, seed=seed)
-    out = net(batch)
-    assert out["output"].dims == net.templates["output"].dims
-    return net, batch, out
+_run = functools.partial(run_network, extern_data=EXTERN, n_batch=3, max_time=5)
 
 
 def test_cast_sparse_to_float_drops_sparsity():

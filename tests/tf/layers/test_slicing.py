@@ -1,19 +1,16 @@
+import functools
+
 import numpy as np
 import pytest
 
 from returnn.errors import LayerConfigError
-from returnn.testing import build_network, random_batch
+from returnn.testing import build_network, run_network
 
 EXTERN = {"data": {"dim": 5}, "classes": {"dim": 4, "sparse": True}, "pos": {"shape": (), "dtype": "int32"},
           "idx": {"shape": (None,), "dtype": "int32"}}
 
 
-def _run(net_dict, *, seed=0, max_time=7, pad_value=0.0):
-    net = build_network(net_dict, extern_data=EXTERN)
-    batch = random_batch(net.extern_data, n_batch=4, max_time=max_time, seed=seed, pad_value=pad_value)
-    out = net(batch)
-    assert out["output"].dims == net.templates["output"].dims
-    return net, batch, out
+_run = functools.partial(run_network, extern_data=EXTERN, n_batch=4, max_time=7)
 
 
 def _per_seq(y, lens, want_fn, x, x_lens):

@@ -1,18 +1,15 @@
+import functools
+
 import numpy as np
 import pytest
 
 from returnn.errors import LayerConfigError
-from returnn.testing import build_network, random_batch
+from returnn.testing import build_network, run_network
 
 EXTERN = {"data": {"dim": 3}, "classes": {"dim": 4, "sparse": True}}
 
 
-def _run(net_dict, *, seed=0, max_time=6, n_batch=4):
-    net = build_network(net_dict, extern_data=EXTERN)
-    batch = random_batch(net.extern_data, n_batch=n_batch, max_time=max_time, seed=seed)
-    out = net(batch)
-    assert out["output"].dims == net.templates["output"].dims
-    return net, batch, out
+_run = functools.partial(run_network, extern_data=EXTERN, n_batch=4, max_time=6)
 
 
 def test_constant_value_dtype_shape_and_broadcast_add():
