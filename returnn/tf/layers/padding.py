@@ -15,7 +15,7 @@ from returnn.tensor.data import Data
 from returnn.tensor.dim import SPATIAL, Dim
 from returnn.tf.layers.base import LayerBase, LayerContext, LayerOpts, layer_ref, register_layer
 from returnn.tf.layers.seq_ops import batch_axis_layout, ceildiv, gather_frames, replace_dim, transpose_to
-from returnn.tf.layers.shape import axes_of, axis_of, no_batch_axis
+from returnn.tf.layers.shape import axes_of, no_batch_axis, non_batch_axis_of
 
 PAD_MODES = ("constant", "reflect", "symmetric", "replication")
 
@@ -217,8 +217,7 @@ class WindowLayer(LayerBase):
     def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
         data = ctx.input_template()
         _needs_batch(ctx, data)
-        axis = axis_of(ctx, data, opts.axis, "axis")
-        no_batch_axis(ctx, data, [axis], "axis")
+        axis = non_batch_axis_of(ctx, data, opts.axis, "axis")
         left = cls._left(ctx, opts)
         old = data.dims[axis]
         if opts.stride == 1 and opts.padding == "same":
@@ -304,8 +303,7 @@ class ShiftAxisLayer(LayerBase):
     def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
         data = ctx.input_template()
         _needs_batch(ctx, data)
-        axis = axis_of(ctx, data, opts.axis, "axis")
-        no_batch_axis(ctx, data, [axis], "axis")
+        axis = non_batch_axis_of(ctx, data, opts.axis, "axis")
         old = data.dims[axis]
         if opts.pad:
             if old.is_dynamic and opts.adjust_size_info and opts.amount:

@@ -30,6 +30,13 @@ def axis_of(ctx: LayerContext, data: Data, desc: Any, option: str) -> int:
         raise ctx.error(f'"{option}": {exc}') from None
 
 
+def non_batch_axis_of(ctx: LayerContext, data: Data, desc: Any, option: str) -> int:
+    """The one axis ``desc`` names in ``data``, which must not be the batch axis."""
+    axis = axis_of(ctx, data, desc, option)
+    no_batch_axis(ctx, data, [axis], option)
+    return axis
+
+
 def no_batch_axis(ctx: LayerContext, data: Data, axes: Sequence[int], option: str) -> None:
     """Error when ``axes`` include the batch axis."""
     if data.batch_dim_axis is not None and data.batch_dim_axis in axes:
@@ -125,8 +132,7 @@ class SplitDimsLayer(LayerBase):
     @classmethod
     def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
         data = ctx.input_template()
-        axis = axis_of(ctx, data, opts.axis, "axis")
-        no_batch_axis(ctx, data, [axis], "axis")
+        axis = non_batch_axis_of(ctx, data, opts.axis, "axis")
         old = data.dims[axis]
         sizes = cls._sizes(ctx, old, opts.dims)
         new_dims = []

@@ -13,7 +13,7 @@ from returnn.tensor.dim import SPATIAL, Dim
 from returnn.tf.layers.base import LayerBase, LayerContext, LayerOpts, layer_ref, register_layer
 from returnn.tf.layers.seq_ops import (batch_axis_layout, ceildiv, gather_frames, gather_static, new_axis_dim,
                                        replace_dim, transpose_to)
-from returnn.tf.layers.shape import axis_of, no_batch_axis
+from returnn.tf.layers.shape import non_batch_axis_of
 
 
 def _check_int(ctx: LayerContext, value: Any, option: str, *, positive: bool = False) -> None:
@@ -41,8 +41,7 @@ class SliceLayer(LayerBase):
     @classmethod
     def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
         data = ctx.input_template()
-        axis = axis_of(ctx, data, opts.axis, "axis")
-        no_batch_axis(ctx, data, [axis], "axis")
+        axis = non_batch_axis_of(ctx, data, opts.axis, "axis")
         for name in ("slice_start", "slice_end"):
             _check_int(ctx, getattr(opts, name), name)
         _check_int(ctx, opts.slice_step, "slice_step")
@@ -110,8 +109,7 @@ class SliceNdLayer(LayerBase):
     @classmethod
     def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
         data, start = ctx.input_template(), ctx.ref_templates[opts.start]
-        axis = axis_of(ctx, data, opts.axis, "axis")
-        no_batch_axis(ctx, data, [axis], "axis")
+        axis = non_batch_axis_of(ctx, data, opts.axis, "axis")
         if start.batch_dim_axis is None or data.batch_dim_axis is None or not start.dtype.startswith("int"):
             raise ctx.error(f'"start": expected int positions with a batch axis, got {start.describe()} '
                             f"({start.dtype}) for input {data.describe()}")
@@ -170,8 +168,7 @@ class GatherLayer(LayerBase):
     @classmethod
     def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
         data = ctx.input_template()
-        axis = axis_of(ctx, data, opts.axis, "axis")
-        no_batch_axis(ctx, data, [axis], "axis")
+        axis = non_batch_axis_of(ctx, data, opts.axis, "axis")
         old = data.dims[axis]
         if isinstance(opts.position, int):
             if old.size is not None and not -old.size <= opts.position < old.size:
