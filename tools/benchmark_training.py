@@ -24,7 +24,7 @@ from returnn.config import Config  # noqa: E402
 from returnn.log import init_log  # noqa: E402
 from returnn.testing import blstm_net_dict  # noqa: E402
 from returnn.tf.engine import Engine  # noqa: E402
-from returnn.tf.steps import feed_for_signature, make_train_step  # noqa: E402
+from returnn.tf.steps import make_train_step  # noqa: E402
 
 
 def make_config(args: argparse.Namespace, model_dir: str) -> Config:
@@ -43,11 +43,11 @@ def make_config(args: argparse.Namespace, model_dir: str) -> Config:
 def time_engine(engine: Engine, repeats: int) -> tuple[float, int, int]:
     """Seconds, seqs and frames of ``repeats`` engine epochs after one warm-up epoch."""
     dataset = engine.dataset("train", train=True)
-    step, signature = make_train_step(engine.network, engine.updater)
-    engine._run_train_epoch(1, dataset, step, signature)
+    step = make_train_step(engine.network, engine.updater)
+    engine._run_train_epoch(1, dataset, step)
     start = time.perf_counter()
     for epoch in range(2, repeats + 2):
-        engine._run_train_epoch(epoch, dataset, step, signature)
+        engine._run_train_epoch(epoch, dataset, step)
     seconds = time.perf_counter() - start
     return seconds, repeats * dataset.num_seqs, repeats * dataset.get_num_timesteps()
 
@@ -55,9 +55,9 @@ def time_engine(engine: Engine, repeats: int) -> tuple[float, int, int]:
 def time_plain_loop(engine: Engine, repeats: int) -> float:
     """Seconds of ``repeats`` passes over the same batches, fed from memory to a bare tf.function step."""
     dataset = engine.dataset("train", train=True)
-    step, signature = make_train_step(engine.network, engine.updater)
+    step = make_train_step(engine.network, engine.updater)
     with engine._batches(dataset, 1, train=True) as batches:
-        feeds = [{k: tf.constant(v) for k, v in feed_for_signature(b, signature).items()} for b in batches]
+        feeds = [{k: tf.constant(v) for k, v in engine.network.feed(b, with_targets=True).items()} for b in batches]
     for feed in feeds:
         step(feed)
     start = time.perf_counter()

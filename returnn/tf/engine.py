@@ -25,7 +25,7 @@ from returnn.tf.model_cleanup import cleanup_options, epochs_to_delete
 from returnn.tf.network import Network
 from returnn.tf.pretrain import pretrain_from_config
 from returnn.tf.summaries import ScalarWriter
-from returnn.tf.steps import ScoreAccumulator, feed_for_signature, make_eval_step, make_train_step, warn_on_retrace
+from returnn.tf.steps import ScoreAccumulator, make_eval_step, make_train_step, warn_on_retrace
 from returnn.tf.updater import Updater
 from returnn.util.progress import StepReporter, format_scores
 
@@ -195,22 +195,22 @@ class Engine:
             logger.info(f"Training already finished: model for epoch {start_epoch - 1} exists (num_epochs {num_epochs})")
             return
         logger.info(f"Start training at epoch {start_epoch} of {num_epochs}")
-        train_step = signature = None
+        train_step = None
         for epoch in range(start_epoch, num_epochs + 1):
             self.epoch = epoch
             if self.use_net_dict(self.net_dict_for_epoch(epoch)) or train_step is None:
                 if train_step is not None:
                     warn_on_retrace(train_step, "train")
-                train_step, signature = make_train_step(self.network, self.updater,
+                train_step = make_train_step(self.network, self.updater,
                                                         jit_compile=self.config.bool("jit_compile", False))
-            self._train_epoch(epoch, train_data, eval_sets, train_step, signature, num_epochs)
+            self._train_epoch(epoch, train_data, eval_sets, train_step, num_epochs)
         warn_on_retrace(train_step, "train")
 
-    def _train_epoch(self, epoch: int, train_data: Dataset, eval_sets: dict, train_step, signature, num_epochs: int) -> None:
+    def _train_epoch(self, epoch: int, train_data: Dataset, eval_sets: dict, train_step, num_epochs: int) -> None:
         learning_rate = self.lr_control.get_learning_rate_for_epoch(epoch)
         self.updater.set_learning_rate(learning_rate)
         start = time.monotonic()
-        scores = self._run_train_epoch(epoch, train_data, train_step, signature, learning_rate=learning_rate)
+        scores = self._run_train_epoch(epoch, train_data, train_step, learning_rate=learning_rate)
         errors = scores.epoch_error_dict("train")
         summary = [f"train: {format_scores(_flat(errors))}"]
         for key, dataset in eval_sets.items():
@@ -225,7 +225,7 @@ class Engine:
         self._write_epoch_summary(epoch, learning_rate, errors)
         logger.info(f"epoch {epoch} lr {learning_rate:.4g} {'; '.join(summary)}; {time.monotonic() - start:.1f} sec")
 
-    def _run_train_epoch(self, epoch: int, dataset: Dataset, train_step, signature, *,
+    def _run_train_epoch(self, epoch: int, dataset: Dataset, train_step, *,
                          learning_rate: float | None = None) -> ScoreAccumulator:
         accumulator = ScoreAccumulator()
         reporter = StepReporter(f"ep {epoch} train", expected_steps=self._steps_last_epoch)
@@ -241,7 +241,7 @@ class Engine:
                     self.updater.set_learning_rate(float(dynamic_lr(
                         global_train_step=int(self.updater.global_train_step.numpy()), epoch=epoch,
                         learning_rate=learning_rate if learning_rate is not None else float(self.updater.learning_rate.numpy()))))
-                losses, total, grad_norm = train_step(feed_for_signature(batch, signature))
+                losses, total, grad_norm = train_step(self.network.feed(batch, with_targets=True))
                 step_scores = accumulator.add(losses)
                 total = float(total)
                 if stop_on_nonfinite and not math.isfinite(total):
@@ -274,11 +274,11 @@ class Engine:
         """Scores of every loss over one pass of ``dataset`` (no dropout, no chunking)."""
         if self._eval_step is None:
             self._eval_step = make_eval_step(self.network)
-        step, signature = self._eval_step
+        step = self._eval_step
         accumulator = ScoreAccumulator()
         with self._batches(dataset, epoch, train=False) as batches:
             for batch in batches:
-                accumulator.add(step(feed_for_signature(batch, signature)))
+                accumulator.add(step(self.network.feed(batch, with_targets=True)))
         warn_on_retrace(step, "eval")
         return accumulator
 

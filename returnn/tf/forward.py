@@ -12,7 +12,7 @@ from returnn.errors import ConfigError
 from returnn.log import DETAIL, logger
 from returnn.tensor.extern_data import seq_len_key
 from returnn.tf.network import Network
-from returnn.tf.steps import feed_for_signature, warn_on_retrace
+from returnn.tf.steps import warn_on_retrace
 from returnn.util.atomic import atomic_path
 
 
@@ -26,7 +26,6 @@ def forward_to_hdf(network: Network, dataset: Dataset, config, *, layer: str, ou
     template = network.templates[layer]
     if template.batch_dim_axis is None:
         raise ConfigError(f'config key "forward_output_layer": layer {layer!r} has no batch axis ({template.describe()})')
-    signature = network.input_signature()
     forward = network.forward_function([layer])
     num_seqs = 0
     with atomic_path(output_file) as tmp_path:
@@ -36,7 +35,7 @@ def forward_to_hdf(network: Network, dataset: Dataset, config, *, layer: str, ou
         try:
             with batch_generator_from_config(dataset, config, epoch=epoch, train=False) as batches:
                 for batch in batches:
-                    out = forward(feed_for_signature(batch, signature))
+                    out = forward(network.feed(batch))
                     values, lens = _batch_major(template, out[layer]), out.get(seq_len_key(layer))
                     lens = np.full([values.shape[0]], values.shape[1], np.int32) if lens is None else lens.numpy()
                     writer.insert_batch(values, lens, batch.seq_tags)

@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from returnn.errors import ConfigError, LayerConfigError, LayerConstructionError, ReturnnError
+from returnn.errors import ConfigError, DatasetError, LayerConfigError, LayerConstructionError, ReturnnError
 from returnn.tensor.data import Data
 from returnn.tensor.extern_data import ExternData, batch_feed, seq_len_key, size_keys
 from returnn.tf import layers as _layers  # noqa: F401  (registers every layer family)
@@ -416,6 +416,13 @@ class Network(tf.Module):
         return tf.function(forward, input_signature=[self.input_signature()])
 
     def feed(self, batch: Any, *, with_targets: bool = False) -> dict[str, Any]:
-        """The entries of ``batch`` that ``input_signature`` names (the argument of ``forward_function``)."""
-        batch = batch_feed(batch)
-        return {key: batch[key] for key in self.input_signature(with_targets=with_targets)}
+        """The entries of ``batch`` that ``input_signature`` names, in its dtypes (the argument of the steps
+        and of ``forward_function``); a missing key is a DatasetError naming the keys the batch has."""
+        values = batch_feed(batch)
+        feed = {}
+        for key, spec in self.input_signature(with_targets=with_targets).items():
+            if key not in values:
+                raise DatasetError(f"the dataset gives no data key {key!r}, which the network needs; "
+                                   f"it has: {', '.join(k for k in values if ':' not in k)}")
+            feed[key] = np.asarray(values[key], dtype=spec.dtype.as_numpy_dtype)
+        return feed

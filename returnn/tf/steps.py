@@ -9,36 +9,16 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import tensorflow as tf
 
-from returnn.datasets.batching import Batch
-from returnn.errors import DatasetError
 from returnn.log import logger
-from returnn.tensor.extern_data import seq_len_key
 from returnn.tf.network import Network
 from returnn.tf.updater import Updater
 
 
-def feed_for_signature(batch: Batch, signature: Mapping[str, tf.TensorSpec]) -> dict[str, np.ndarray]:
-    """The step's input dict from a padded batch, in the signature's dtypes."""
-    feed = {}
-    for name, spec in signature.items():
-        key, _, suffix = name.partition(":")
-        if not suffix:
-            if key not in batch.data:
-                raise DatasetError(f"the dataset gives no data key {key!r}, which the network needs; "
-                                   f"it has: {', '.join(batch.keys())}")
-            feed[name] = np.asarray(batch.data[key], dtype=spec.dtype.as_numpy_dtype)
-        elif name == seq_len_key(key):
-            feed[name] = np.asarray(batch.seq_lens[key], dtype=np.int32)
-        else:
-            raise DatasetError(f"batch input {name!r}: only one dynamic axis per data key is supported by the batcher")
-    return feed
-
-
-def make_train_step(network: Network, updater: Updater, *, jit_compile: bool = False) -> tuple[Callable, dict]:
-    """(step, signature): ``step(feed) -> {loss name: (loss, error, frames)}, total, grad norm``, updating params."""
+def make_train_step(network: Network, updater: Updater, *, jit_compile: bool = False) -> Callable:
+    """``step(network.feed(batch, with_targets=True)) -> ({loss name: (loss, error, frames)}, total, grad norm)``,
+    updating params."""
     signature = network.input_signature(with_targets=True)
     variables = updater.variables_to_train
 
@@ -51,18 +31,18 @@ def make_train_step(network: Network, updater: Updater, *, jit_compile: bool = F
         grad_norm = updater.apply_gradients(grads)
         return _loss_tuple(values), total, grad_norm
 
-    return tf.function(train_step, input_signature=[signature], jit_compile=jit_compile or None), signature
+    return tf.function(train_step, input_signature=[signature], jit_compile=jit_compile or None)
 
 
-def make_eval_step(network: Network) -> tuple[Callable, dict]:
-    """(step, signature): ``step(feed) -> {loss name: (loss, error, frames)}`` without updates or dropout."""
+def make_eval_step(network: Network) -> Callable:
+    """``step(network.feed(batch, with_targets=True)) -> {loss name: (loss, error, frames)}``, no updates or dropout."""
     signature = network.input_signature(with_targets=True)
 
     def eval_step(feed):
         outputs = network(feed, train=False)
         return _loss_tuple(network.loss_values(outputs, feed))
 
-    return tf.function(eval_step, input_signature=[signature]), signature
+    return tf.function(eval_step, input_signature=[signature])
 
 
 def _loss_tuple(values: Mapping[str, Any]) -> dict[str, tuple]:

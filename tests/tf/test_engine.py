@@ -99,14 +99,14 @@ if mode == "save":
 elif mode == "epoch":
     make = steps.make_train_step
     def make_killing(*args, **kwargs):
-        step, signature = make(*args, **kwargs)
+        step = make(*args, **kwargs)
         calls = []
         def killing(feed):
             calls.append(1)
             if len(calls) == 3 + 4 * (kill_epoch - 1):
                 os.kill(os.getpid(), signal.SIGKILL)
             return step(feed)
-        return killing, signature
+        return killing
     import returnn.tf.engine as engine
     engine.make_train_step = make_killing
 sys.exit(main(sys.argv[3:]))
@@ -161,7 +161,7 @@ def test_engine_steps_trace_once_over_batches_of_different_shapes(tmp_path, capl
     engine = Engine(Config(tiny_config(tmp_path, num_epochs=2, batch_size=150, max_seqs=7)))
     engine.train()
     assert "traced" not in caplog.text
-    assert engine._eval_step[0].experimental_get_tracing_count() == 1
+    assert engine._eval_step.experimental_get_tracing_count() == 1
 
 
 def test_engine_jit_compile_train_step(tmp_path):

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from returnn.config import Config
-from returnn.errors import ConfigError, LayerConfigError, LayerConstructionError
+from returnn.datasets.batching import Batch
+from returnn.errors import ConfigError, DatasetError, LayerConfigError, LayerConstructionError
 from returnn.tensor.data import Data
 from returnn.tensor.dim import Dim, batch_dim, feature_dim
 from returnn.testing import build_network, random_batch
@@ -343,3 +344,24 @@ def test_network_extern_keys_sharing_a_time_dim_combine():
         build_network({"emb": {"class": "embedding", "from": "data:classes", "n_out": 3},
                        "output": {"class": "combine", "kind": "add", "from": ["data", "emb"]}},
                       extern_data={"data": {"dim": 3}, "classes": {"dim": 4, "sparse": True}})
+
+
+def _padded_batch():
+    return Batch(data={"data": np.ones((2, 3, 4), np.float64), "classes": np.zeros((2, 3), np.int64)},
+                 seq_lens={"data": np.array([3, 2]), "classes": np.array([3, 2])},
+                 seq_tags=["a", "b"], seq_idx=np.array([0, 1]), chunk_start={})
+
+
+def test_network_feed_casts_dataset_batch_to_signature_dtypes():
+    net = build_network({"output": {"class": "softmax", "from": "data", "loss": "ce"}},
+                        extern_data={"data": {"dim": 4}, "classes": {"dim": 5, "sparse": True}})
+    feed = net.feed(_padded_batch(), with_targets=True)
+    assert feed["data"].dtype == np.float32 and feed["classes"].dtype == np.int32
+    assert feed["data:seq_len"].tolist() == [3, 2]
+
+
+def test_network_feed_missing_key_names_keys():
+    net = build_network({"output": {"class": "copy", "from": "data:orth"}},
+                        extern_data={"data": {"dim": 4}, "orth": {"dim": 5, "sparse": True}})
+    with pytest.raises(DatasetError, match="no data key 'orth'.*it has: data, classes"):
+        net.feed(_padded_batch())

@@ -1,33 +1,10 @@
-"""Step helpers: feeding batches in the signature's dtypes, and frame-weighted score means."""
+"""Score bookkeeping of the steps: frame-weighted means in the shape RETURNN writes."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import tensorflow as tf
 
-from returnn.datasets.batching import Batch
-from returnn.errors import DatasetError
-from returnn.tf.steps import ScoreAccumulator, feed_for_signature
-
-
-def make_batch() -> Batch:
-    return Batch(data={"data": np.ones((2, 3, 4), np.float64), "classes": np.zeros((2, 3), np.int64)},
-                 seq_lens={"data": np.array([3, 2]), "classes": np.array([3, 2])},
-                 seq_tags=["a", "b"], seq_idx=np.array([0, 1]), chunk_start={})
-
-
-def test_steps_feed_casts_to_signature_dtypes():
-    signature = {"data": tf.TensorSpec([None, None, 4], tf.float32), "data:seq_len": tf.TensorSpec([None], tf.int32),
-                 "classes": tf.TensorSpec([None, None], tf.int32)}
-    feed = feed_for_signature(make_batch(), signature)
-    assert feed["data"].dtype == np.float32 and feed["classes"].dtype == np.int32
-    assert feed["data:seq_len"].tolist() == [3, 2]
-
-
-def test_steps_feed_missing_key_names_keys():
-    with pytest.raises(DatasetError, match="no data key 'orth'.*it has: data, classes"):
-        feed_for_signature(make_batch(), {"orth": tf.TensorSpec([None, None], tf.int32)})
+from returnn.tf.steps import ScoreAccumulator
 
 
 def test_steps_scores_are_frame_weighted_and_shaped_like_returnn():
