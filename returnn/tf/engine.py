@@ -102,7 +102,7 @@ class Engine:
 
     def save_model(self, epoch: int) -> str:
         """Write ``model.NNN`` atomically; returns its prefix."""
-        prefix = ckpt.epoch_checkpoint_prefix(self._model_prefix(), epoch)
+        prefix = ckpt.epoch_checkpoint_prefix(self.model_prefix(), epoch)
         ckpt.save_checkpoint(prefix, self.checkpoint_variables())
         logger.log(DETAIL, f"Saved model {prefix}")
         return prefix
@@ -113,7 +113,8 @@ class Engine:
         ckpt.load_checkpoint(prefix, variables, ignore_missing=False)
         logger.info(f"Loaded model {prefix}")
 
-    def _model_prefix(self) -> str:
+    def model_prefix(self) -> str:
+        """The config's ``model`` (checkpoint path prefix); a clear error when it is missing."""
         if not self.model:
             raise ConfigError('config key "model" is missing: it is the path prefix of the checkpoints (model.NNN)')
         return self.model
@@ -164,7 +165,7 @@ class Engine:
     def init_train(self) -> int:
         """Create the updater and learning-rate control, restore the newest checkpoint; returns the first epoch to run."""
         self.lr_control = learning_rate_control_from_config(self.config)
-        model = self._model_prefix()
+        model = self.model_prefix()
         ckpt.remove_stale_temp_files(model)
         epochs = ckpt.existing_epochs(model)
         self.use_net_dict(self.net_dict_for_epoch(epochs[-1] if epochs else 1))
@@ -262,7 +263,7 @@ class Engine:
         options = cleanup_options(self.config.typed_value("cleanup_old_models"))
         if options is None:
             return
-        model = self._model_prefix()
+        model = self.model_prefix()
         scores = {e: self.lr_control.get_epoch_error_key_value(e)[1] for e in ckpt.existing_epochs(model)}
         for epoch in epochs_to_delete(ckpt.existing_epochs(model), scores, options, final_epoch=num_epochs):
             ckpt.remove_checkpoint(ckpt.epoch_checkpoint_prefix(model, epoch))

@@ -22,7 +22,7 @@ def load_for_inference(engine: Engine) -> int:
     if config.value("load"):
         engine.load_model(config.value("load"), params_only=True)
         return config.int("load_epoch", 1)
-    model = engine._model_prefix()
+    model = engine.model_prefix()
     epochs = ckpt.existing_epochs(model)
     epoch = config.int("load_epoch", epochs[-1] if epochs else 0)
     if not epoch or epoch not in epochs:
