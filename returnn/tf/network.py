@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from returnn.errors import ConfigError, DatasetError, LayerConfigError, LayerConstructionError, ReturnnError
 from returnn.tensor.data import Data
+from returnn.tensor.dim import batch_dim
 from returnn.tensor.extern_data import ExternData, batch_feed, seq_len_key, size_keys
 from returnn.tf import layers as _layers  # noqa: F401  (registers every layer family)
 from returnn.tf.layers.base import CommonOpts, LayerBase, LayerContext, get_layer_class
@@ -79,6 +80,8 @@ class Network(tf.Module):
         self._path_stack: list[str] = parent_ctx.network._path_stack if parent_ctx is not None else []
         self.used_data_keys: list[str] = []  # extern keys that layers read
         self.target_keys: list[str] = []  # extern keys only losses read
+        self.batch_dim = parent_ctx.batch_dim if parent_ctx is not None else batch_dim
+        self._batch_size: Any = None  # the current batch size while the network runs
         for root in self._roots():
             self._construct(root)
 
@@ -91,6 +94,25 @@ class Network(tf.Module):
         if not isinstance(net_dict, Mapping):
             raise ConfigError(f'config key "network": expected a dict of layer dicts, got {type(net_dict).__name__}')
         return cls(net_dict, extern_data=ExternData.from_config(config), random_seed=config.int("random_seed", 42))
+
+    @property
+    def inside_loop(self) -> bool:
+        """Whether this network is the body of a rec loop (run once per step)."""
+        return False
+
+    def batch_size(self) -> Any:
+        """The batch size (scalar int32 tensor) of the current call."""
+        if self._batch_size is None:
+            if self.parent_ctx is not None:
+                return self.parent_ctx.batch_size()
+            raise LayerConstructionError("the batch size is only known while the network runs")
+        return self._batch_size
+
+    def subnetwork(self, ctx: LayerContext, net_dict: Mapping[str, Any], *, extern_data: Mapping[str, Data],
+                   loop: Any = None) -> Network:
+        """A nested network of layer ``ctx`` (see ``LayerContext.make_subnetwork``)."""
+        return Network(net_dict, extern_data=extern_data, random_seed=self.random_seed, parent_ctx=ctx,
+                       name=f"{ctx.name}_subnetwork".replace("/", "_"))
 
     # ---- construction ----
 
@@ -203,7 +225,7 @@ class Network(tf.Module):
         sources = [ref for ref, _ in from_items]
         templates = [self.dependency_template(ref, requested_by=name) for ref in sources]
         ctx = LayerContext(name=name, layer_class=layer_dict["class"], network=self, sources=templates, common=common,
-                           source_axes=[axis for _, axis in from_items])
+                           source_axes=[axis for _, axis in from_items], source_names=sources)
         opts = cls.Opts.from_dict(own, where=where)
         for field in cls.Opts.ref_fields():
             value = getattr(opts, field)
@@ -283,7 +305,8 @@ class Network(tf.Module):
         return values
 
     def __call__(self, batch: Any, *, train: bool = False) -> dict[str, Data]:
-        """Run every layer on ``batch`` (see ``batch_feed``); ``{layer name: Data with tensor}`` in construction order."""
+        """Run every layer on ``batch`` (see ``batch_feed``); ``{layer name: Data with tensor}`` in construction order,
+        plus the sublayer outputs other layers read (``"layer/sub"``)."""
         batch = batch_feed(batch)
         extern = self.extern_values(batch, self.used_data_keys)
         values: dict[str, Data] = {f"{_DATA_PREFIX}{key}": data for key, data in extern.items()}
@@ -291,23 +314,31 @@ class Network(tf.Module):
         for key, value in batch.items():
             if key.startswith(_BASE_PREFIX):
                 values[key] = value
-        for name, layer in self.layers.items():
-            values[name] = self._call_layer(name, layer, values, train=train)
-            for ref, (base, sub) in self._sub_refs.items():
-                if base == name:
-                    values[ref] = layer.sub_layer_output(values[name], sub)
-        return {name: values[name] for name in self.layers}
+        self._batch_size = self._find_batch_size(values)
+        try:
+            for name, layer in self.layers.items():
+                values[name], subs = self._call_layer(name, layer, values, train=train)
+                values.update((f"{name}/{sub}", data) for sub, data in subs.items())
+        finally:
+            self._batch_size = None
+        return {name: values[name] for name in list(self.layers) + list(self._sub_refs)}
 
-    def _call_layer(self, name: str, layer: LayerBase, values: Mapping[str, Data], *, train: bool) -> Data:
+    def _find_batch_size(self, values: Mapping[str, Data]) -> Any:
+        """The batch size of this call: from the first value with a batch axis, else the enclosing network's."""
+        for data in values.values():
+            if data is not None and data.batch_dim_axis is not None and data.tensor is not None:
+                return tf.shape(data.tensor)[data.batch_dim_axis]
+        return self.parent_ctx.batch_size() if self.parent_ctx is not None else None
+
+    def _call_layer(self, name: str, layer: LayerBase, values: Mapping[str, Data], *,
+                    train: bool) -> tuple[Data, dict[str, Data]]:
         """One layer: dropout on its sources, the layer, the shared activation; errors name the layer."""
         ctx = self._contexts[name]
         try:
             sources = [self._dropout(values[ref], ctx.common, train=train) for ref in self._sources[name]]
+            refs = {ref: values[ref] for ref in ctx.ref_templates}
             with tf.name_scope(layer.name):
-                if ctx.ref_templates:
-                    out = layer(sources, train=train, refs={ref: values[ref] for ref in ctx.ref_templates})
-                else:
-                    out = layer(sources, train=train)
+                out, subs = layer.call_with_subs(sources, train=train, refs=refs)
             if ctx.common.activation is not None and "activation" not in type(layer).Opts.field_names():
                 out = out.replace(tensor=ctx.activation(ctx.common.activation)(out.tensor))
         except ReturnnError as exc:
@@ -319,7 +350,7 @@ class Network(tf.Module):
         if out.dims != self.templates[name].dims:
             raise LayerConstructionError(f"{ctx.where()}: output {out.describe()} differs from its template "
                                          f"{self.templates[name].describe()}")
-        return out
+        return out, subs
 
     @staticmethod
     def _dropout(data: Data, common: CommonOpts, *, train: bool) -> Data:

@@ -117,6 +117,7 @@ class LayerContext:
     sources: list[Data]
     common: CommonOpts
     source_axes: list[Any] = dataclasses.field(default_factory=list)  # axes of (name, axis) "from" pairs
+    source_names: list[str] = dataclasses.field(default_factory=list)  # "from" as written ("prev:s", "base:enc")
     ref_templates: dict[str, Data] = dataclasses.field(default_factory=dict)  # layers read besides "from"
     target: Data | None = None  # template of the loss target, when the layer has a loss with one
     out: Data | None = None
@@ -144,6 +145,42 @@ class LayerContext:
         template = self.network.dependency_template(name, requested_by=self.name)
         self.ref_templates[name] = template
         return template
+
+    # ---- what a layer may ask of its network ----
+
+    @property
+    def path(self) -> str:
+        """The full layer path (``dec/s`` inside the rec layer ``dec``)."""
+        return self.network.path_of(self.name)
+
+    @property
+    def inside_loop(self) -> bool:
+        """Whether this layer runs once per step of a rec loop (its templates then have no time axis)."""
+        return self.network.inside_loop
+
+    @property
+    def batch_dim(self) -> Dim:
+        """The batch dim of this layer's network (a beam search gives its loop another one)."""
+        return self.network.batch_dim
+
+    def batch_size(self) -> Any:
+        """The current batch size (a scalar tensor), while the network runs."""
+        return self.network.batch_size()
+
+    @property
+    def random_seed(self) -> int:
+        """The network's seed, for params and random layers."""
+        return self.network.random_seed
+
+    def shared_param(self, name: str, shape: tuple[int, ...]) -> tf.Variable | None:
+        """The param ``name`` of the ``reuse_params`` layer (checked to have ``shape``), or None."""
+        return self.network.shared_param(self, name, shape)
+
+    def make_subnetwork(self, net_dict: Mapping[str, Any], *, extern_data: Mapping[str, Data],
+                        loop: Any = None) -> Any:
+        """A nested network of this layer (templates only; ``instantiate()`` makes its params), whose
+        ``base:x`` reads this layer's network; ``loop`` (a ``LoopSpec``) makes it a rec loop body."""
+        return self.network.subnetwork(self, net_dict, extern_data=extern_data, loop=loop)
 
     def out_feature_dim(self, n_out: int | None, out_dim: Dim | None) -> Dim:
         """The output feature dim from ``n_out`` / ``out_dim``, else the target's dim when there is a loss."""
@@ -209,11 +246,30 @@ class LayerBase(tf.Module):
             return sources[0]
         return concat_features(sources, self.ctx.input_template())
 
+    def call_with_subs(self, sources: Sequence[Data], *, train: bool,
+                       refs: Mapping[str, Data] | None = None) -> tuple[Data, dict[str, Data]]:
+        """The output and the outputs of sublayers (``"name/sub"``: parts of split, a rec loop's sublayers,
+        a unit's last state); layers with sublayers override this and ``sub_layer_template``."""
+        return (self(sources, train=train, refs=refs) if refs else self(sources, train=train)), {}
+
+    # ---- inside a rec loop ----
+
+    def initial_state(self, batch_size: Any) -> Any:
+        """What this layer carries from one loop step to the next (a nest of tensors; shapes may grow
+        from step to step, e.g. accumulated keys); None for layers without state."""
+        return None
+
+    def step(self, sources: Sequence[Data], state: Any, *, train: bool, i: Any,
+             refs: Mapping[str, Data] | None = None) -> tuple[Data, Any]:
+        """One step of a rec loop on this frame's ``sources``, step index ``i`` (scalar int32):
+        ``(output, new state)``. Only called for layers whose ``initial_state`` is not None."""
+        raise TypeError(f"{type(self).__name__} has a loop state (initial_state) but does not define step")
+
     def add_param(self, name: str, shape: Sequence[int], *, init: Any = None, dtype: str = "float32",
                   trainable: bool | None = None) -> tf.Variable:
         """A new ``tf.Variable`` named ``<layer path>/<name>`` (or the one shared through ``reuse_params``)."""
         shape = tuple(int(size) for size in shape)
-        shared = self.ctx.network.shared_param(self.ctx, name, shape)
+        shared = self.ctx.shared_param(name, shape)
         if shared is not None:
             self.params[name] = shared
             return shared
@@ -223,7 +279,7 @@ class LayerBase(tf.Module):
             initializer = get_initializer(spec)
         except LayerConfigError as exc:
             raise self.ctx.error(str(exc)) from None
-        value = initializer(shape, tf.as_dtype(dtype), param_seed(self.ctx.network.random_seed, full_name))
+        value = initializer(shape, tf.as_dtype(dtype), param_seed(self.ctx.random_seed, full_name))
         trainable = self.ctx.common.trainable if trainable is None else trainable
         var = tf.Variable(value, name=full_name, trainable=trainable, dtype=dtype)
         self.params[name] = var
@@ -231,7 +287,7 @@ class LayerBase(tf.Module):
 
     def param_name(self, name: str) -> str:
         """The variable name of param ``name``: ``<layer path>/<name>`` (``sub/lstm0_fw/W``)."""
-        return _PARAM_NAME.sub("_", f"{self.ctx.network.path_of(self.layer_name)}/{name}")
+        return _PARAM_NAME.sub("_", f"{self.ctx.path}/{name}")
 
     def l2_loss(self) -> Any:
         """``L2`` times the sum of half squared params of this layer (None when ``L2`` is unset)."""

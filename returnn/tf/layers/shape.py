@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import tensorflow as tf
 
@@ -446,3 +446,8 @@ class SplitLayer(LayerBase):
     def __call__(self, sources: Sequence[Data], *, train: bool) -> Data:
         x = self.input_data(sources)
         return self.out.with_tensor(x.tensor, like=x)
+
+    def call_with_subs(self, sources: Sequence[Data], *, train: bool,
+                       refs: Mapping[str, Data] | None = None) -> tuple[Data, dict[str, Data]]:
+        out = self(sources, train=train)
+        return out, {str(i): part for i, part in enumerate(self.parts(out))}
