@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
@@ -9,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from returnn.errors import ConfigError, DatasetError, LayerConfigError, LayerConstructionError, ReturnnError
+from returnn.log import logger
 from returnn.tensor.data import Data
 from returnn.tensor.dim import batch_dim
 from returnn.tensor.extern_data import ExternData, batch_feed, seq_len_key, size_keys
@@ -16,35 +18,19 @@ from returnn.tf import layers as _layers  # noqa: F401  (registers every layer f
 from returnn.tf.layers.base import CommonOpts, LayerBase, LayerContext, get_layer_class
 from returnn.tf.layers.opts import did_you_mean
 from returnn.tf.losses import Loss, LossValue, get_loss_class, make_loss
+from returnn.tf.net_graph import BASE, DATA, INDEX, PREV, NetGraph, Ref, parse_from, parse_ref
+
+__all__ = ["LossEntry", "Network", "parse_from"]
 
 _DATA_PREFIX = "data:"
 _BASE_PREFIX = "base:"
 
 
-def parse_from(value: Any, *, where: str) -> list[tuple[str, Any]]:
-    """``"from"``: a name or list of names (``(name, axis)`` pairs for concat); ``"none"`` or ``[]``: no input."""
-    if value is None or value == "none":
-        return []
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)):
-        raise LayerConfigError(f'{where}: "from": expected a layer name or a list of names, got {value!r}')
-    result = []
-    for item in items:
-        if isinstance(item, str):
-            if item != "none":
-                result.append((item, None))
-        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
-            result.append(item)
-        else:
-            raise LayerConfigError(f'{where}: "from": expected layer names (or (name, axis) pairs), got {item!r}')
-    return result
-
-
-def _data_key(ref: str) -> str | None:
-    """The extern data key of ``"data"`` / ``"data:key"``, else None."""
-    if ref == "data":
-        return "data"
-    return ref[len(_DATA_PREFIX):] if ref.startswith(_DATA_PREFIX) else None
+def _same_shape(a: Data, b: Data) -> bool:
+    """Same kinds and sizes of dims, dtype and vocab size (what a ``prev:`` guess must get right)."""
+    def sig(data: Data) -> tuple:
+        return tuple((d.kind, d.size) for d in data.dims), data.dtype, data.sparse_dim and data.sparse_dim.size
+    return sig(a) == sig(b)
 
 
 def _names_a_layer(exc: Exception) -> bool:
@@ -52,16 +38,47 @@ def _names_a_layer(exc: Exception) -> bool:
     return str(exc).startswith(("layer ", "network has a cycle"))
 
 
+class _PrevCycle(Exception):
+    """``prev:name`` was asked for while ``name`` is being built: the first template pass drops that source."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+@dataclasses.dataclass
+class _Pending:
+    """A layer whose template exists and whose module is yet to be made."""
+
+    cls: type[LayerBase]
+    opts: Any
+    ctx: LayerContext
+    sources: list[str]
+
+
+@dataclasses.dataclass
+class LossEntry:
+    """A loss of the network or of a nested one: outputs key of the layer and of a ``layer:`` target."""
+
+    loss: Loss
+    scale: float
+    output_key: str
+    target_layer_key: str | None = None
+
+
 class Network(tf.Module):
     """Layers built from a net dict; ``net(batch, train=...)`` gives ``{layer name: Data}``.
 
-    Built from the ``output`` layer, layers with a ``loss`` and layers with ``is_output_layer``;
-    everything they read is built first. ``parent_ctx`` (the subnetwork layer's context) is set for a
-    subnetwork, whose ``"base:x"`` reads layer ``x`` of the enclosing network.
+    Built from ``roots`` (default: the ``output`` layer, layers with a ``loss`` and with ``is_output_layer``)
+    and everything they read, in two passes: templates first (no variables; ``templates``), then the
+    layer modules (``instantiate``, unless ``instantiate=False``). ``parent_ctx`` (the context of the layer
+    that owns this network) is set for a nested network, whose ``"base:x"`` reads layer ``x`` outside.
+    Subclasses (the rec loop) resolve more refs (``prev:``, ``:i``, frames) in ``outer_template``.
     """
 
     def __init__(self, net_dict: Mapping[str, Any], *, extern_data: ExternData | Mapping[str, Any],
-                 random_seed: int = 42, parent_ctx: LayerContext | None = None, name: str = "network"):
+                 random_seed: int = 42, parent_ctx: LayerContext | None = None, name: str = "network",
+                 roots: Sequence[str] | None = None, instantiate: bool = True):
         super().__init__(name=name)
         if not isinstance(net_dict, Mapping):
             raise LayerConfigError(f'"network": expected a dict of layer dicts, got {type(net_dict).__name__}')
@@ -69,21 +86,29 @@ class Network(tf.Module):
         self.extern_data = extern_data if isinstance(extern_data, ExternData) else ExternData(extern_data)
         self.random_seed = int(random_seed)
         self.parent_ctx = parent_ctx
+        self.graph = NetGraph(self.net_dict, where=self.path_of("") or "network", path_of=self.path_of)
         self.layers: dict[str, LayerBase] = {}
         self.templates: dict[str, Data] = {}
         self.losses: dict[str, Loss] = {}
-        self._sources: dict[str, list[str]] = {}
+        self._pending: dict[str, _Pending] = {}
         self._contexts: dict[str, LayerContext] = {}
-        self._stack: list[str] = []  # layers of this network being built
+        self._sources: dict[str, list[str]] = {}
+        self._stack: list[str] = []  # layers of this network being built; None marks a prev: boundary
         self._sub_refs: dict[str, tuple[str, str]] = {}  # "layer/sub" -> (layer, sub), e.g. parts of "split"
         # full paths being built, shared with subnetworks so that a cycle through "base:" shows its whole loop
         self._path_stack: list[str] = parent_ctx.network._path_stack if parent_ctx is not None else []
         self.used_data_keys: list[str] = []  # extern keys that layers read
         self.target_keys: list[str] = []  # extern keys only losses read
+        self.outer_refs: dict[str, Data] = {}  # refs given with the batch (base:, and a loop's frames and prev:)
+        self.outer_sources: dict[str, str] = {}  # outer ref -> what the owning layer reads for it ("base:x" -> "x")
         self.batch_dim = parent_ctx.batch_dim if parent_ctx is not None else batch_dim
         self._batch_size: Any = None  # the current batch size while the network runs
-        for root in self._roots():
-            self._construct(root)
+        self._registered = {layer["register_as_extern_data"]: name for name, layer in self.net_dict.items()
+                            if isinstance(layer, Mapping) and layer.get("register_as_extern_data")}
+        self.root_names = list(roots) if roots is not None else self._roots()
+        self._template_pass()
+        if instantiate:
+            self.instantiate()
 
     @classmethod
     def from_config(cls, config: Any) -> Network:
@@ -93,7 +118,10 @@ class Network(tf.Module):
             raise ConfigError('config key "network": missing; expected a dict of layer dicts')
         if not isinstance(net_dict, Mapping):
             raise ConfigError(f'config key "network": expected a dict of layer dicts, got {type(net_dict).__name__}')
-        return cls(net_dict, extern_data=ExternData.from_config(config), random_seed=config.int("random_seed", 42))
+        net = cls(net_dict, extern_data=ExternData.from_config(config), random_seed=config.int("random_seed", 42))
+        if config.bool("debug_print_layer_output_template", False):
+            net.print_templates()
+        return net
 
     @property
     def inside_loop(self) -> bool:
@@ -108,22 +136,60 @@ class Network(tf.Module):
             raise LayerConstructionError("the batch size is only known while the network runs")
         return self._batch_size
 
+    def require_batch_size(self) -> None:
+        """A layer needs ``batch_size()`` without reading data: the root network then reads at least one extern key."""
+        if self.parent_ctx is not None:
+            self.parent_ctx.network.require_batch_size()
+        elif not self.used_data_keys and self.extern_data:
+            self.used_data_keys.append("data" if "data" in self.extern_data else next(iter(self.extern_data)))
+
     def subnetwork(self, ctx: LayerContext, net_dict: Mapping[str, Any], *, extern_data: Mapping[str, Data],
                    loop: Any = None) -> Network:
-        """A nested network of layer ``ctx`` (see ``LayerContext.make_subnetwork``)."""
+        """A nested network of layer ``ctx``, templates only (see ``LayerContext.make_subnetwork``)."""
+        if loop is not None:
+            return loop.make_network(ctx, net_dict)
         return Network(net_dict, extern_data=extern_data, random_seed=self.random_seed, parent_ctx=ctx,
-                       name=f"{ctx.name}_subnetwork".replace("/", "_"))
+                       name=f"{ctx.name}_subnetwork".replace("/", "_"), instantiate=False)
 
-    # ---- construction ----
+    def print_templates(self, indent: str = "") -> None:
+        """Log every layer's template (``debug_print_layer_output_template``), nested networks too."""
+        for name, template in self.templates.items():
+            logger.info(f"{indent}layer {self.path_of(name)!r} ({self._contexts[name].layer_class}): "
+                        f"{template.describe()} {template.dtype}")
+            for sub in self._pending[name].ctx.state.get("nested_networks", ()) if name in self._pending else ():
+                sub.print_templates(indent + "  ")
+
+    # ---- templates ----
 
     def _roots(self) -> list[str]:
         """Layers to build: ``output``, layers with a loss, layers marked ``is_output_layer``."""
-        roots = [name for name, layer in self.net_dict.items()
-                 if name == "output" or (isinstance(layer, Mapping) and (layer.get("loss") or layer.get("is_output_layer")))]
+        roots = self.graph.roots()
         if not roots:
             raise LayerConfigError(f"{self.path_of('') or 'network'}: no 'output' layer and no layer with "
                                    f'"loss" or "is_output_layer"; layers: {", ".join(self.net_dict) or "none"}')
         return roots
+
+    def _template_pass(self) -> None:
+        """Templates of the roots and all they read; with ``prev:`` cycles, passes until the guesses agree."""
+        self._prev_guess: dict[str, Data] = {}
+        self._dropped = False
+        for _ in range(5):
+            for root in self.graph.order(self.root_names):
+                self._template(root)
+            if not self._dropped and all(_same_shape(self.templates[name], guess)
+                                         for name, guess in self._prev_guess.items()):
+                return
+            self._prev_guess = {name: self.templates[name] for name in self._prev_read()}
+            self._dropped = False
+            self.templates, self._pending, self._contexts, self._sources = {}, {}, {}, {}
+        changed = [name for name, guess in self._prev_guess.items() if not _same_shape(self.templates[name], guess)]
+        raise LayerConfigError(f"{self.path_of('')}: the templates of {', '.join(changed)} change with each "
+                               f"'prev:' guess; give their \"n_out\" / \"out_type\"")
+
+    def _prev_read(self) -> list[str]:
+        """Layers of this network read through ``prev:``."""
+        read = [dep for layer in self.templates for dep in self.graph.prev_deps(layer) if dep in self.templates]
+        return list(dict.fromkeys(read))
 
     def path_of(self, name: str) -> str:
         """The full layer path (``sub/out`` inside a subnetwork)."""
@@ -133,43 +199,80 @@ class Network(tf.Module):
         return f"{prefix}/{name}" if name else prefix
 
     def dependency_template(self, ref: str, *, requested_by: str) -> Data:
-        """Template of a reference (layer name, ``data:key``, ``base:x``), building the layer if needed."""
-        key = _data_key(ref)
-        if key is not None:
-            if key not in self.extern_data:
-                raise LayerConfigError(f"layer {self.path_of(requested_by)!r}: {ref!r}: no extern data key {key!r}; "
-                                       f"extern_data has: {', '.join(self.extern_data)}")
+        """Template of a reference (layer name, ``data:key``, ``base:x``, ``prev:x``), building the layer if needed."""
+        if ref in self.outer_refs:
+            return self.outer_refs[ref]
+        parsed = parse_ref(ref)
+        outer = self.outer_template(parsed, requested_by=requested_by)
+        if outer is not None:
+            if parsed.kind != PREV:  # a prev: template may change from one template pass to the next
+                self.outer_refs[ref] = outer
+            return outer
+        where = f"layer {self.path_of(requested_by)!r}"
+        if parsed.kind == DATA:
+            return self.data_template(parsed.name, requested_by=requested_by)
+        if parsed.kind == BASE:
+            if self.parent_ctx is None:
+                raise LayerConfigError(f"{where}: {ref!r}: 'base:' outside a subnetwork")
+            template = self.parent_ctx.dependency(parsed.name)
+            self.outer_refs[ref], self.outer_sources[ref] = template, parsed.name
+            return template
+        if parsed.kind in (PREV, INDEX):
+            raise LayerConfigError(f"{where}: {ref!r}: {'prev:' if parsed.kind == PREV else repr(':i')} is only "
+                                   f'valid inside the "unit" dict of a rec layer')
+        if parsed.name not in self.net_dict and parsed.layer in self.net_dict:
+            return self._sub_layer_template(parsed.name, requested_by=requested_by)
+        self._check_layer_exists(parsed.name, requested_by=requested_by)
+        return self._template(parsed.name)
+
+    def _check_layer_exists(self, name: str, *, requested_by: str, prefix: str = "") -> None:
+        if name not in self.net_dict:
+            raise LayerConfigError(f"layer {self.path_of(requested_by)!r}: no layer {prefix}{name!r}"
+                                   f"{did_you_mean(name, self.net_dict)}; defined: {', '.join(self.net_dict)}")
+
+    def outer_template(self, ref: Ref, *, requested_by: str) -> Data | None:
+        """Template of a ref this network does not compute itself but gets with the batch; None: not such a ref."""
+        return None
+
+    def data_template(self, key: str, *, requested_by: str) -> Data:
+        """``data:key``: an extern data key (or one a layer registers with ``register_as_extern_data``)."""
+        if key in self.extern_data:
             if key not in self.used_data_keys:
                 self.used_data_keys.append(key)
             return self.extern_data[key]
-        if ref.startswith(_BASE_PREFIX):
-            if self.parent_ctx is None:
-                raise LayerConfigError(f"layer {self.path_of(requested_by)!r}: {ref!r}: 'base:' outside a subnetwork")
-            return self.parent_ctx.dependency(ref[len(_BASE_PREFIX):])
-        if ref not in self.net_dict and ref.split("/", 1)[0] in self.net_dict:
-            return self._sub_layer_template(ref, requested_by=requested_by)
-        if ref not in self.net_dict:
-            defined = ", ".join(self.net_dict)
-            raise LayerConfigError(f"layer {self.path_of(requested_by)!r}: no layer {ref!r}"
-                                   f"{did_you_mean(ref, self.net_dict)}; defined: {defined}")
-        return self._construct(ref)
+        if key in self._registered:
+            return self.dependency_template(self._registered[key], requested_by=requested_by)
+        if self.parent_ctx is not None:
+            ref = f"{_DATA_PREFIX}{key}"
+            template = self.parent_ctx.dependency(ref)
+            self.outer_refs[ref], self.outer_sources[ref] = template, ref
+            return template
+        raise LayerConfigError(f"layer {self.path_of(requested_by)!r}: 'data:{key}': no extern data key {key!r}; "
+                               f"extern_data has: {', '.join(self.extern_data)}")
 
     def _sub_layer_template(self, ref: str, *, requested_by: str) -> Data:
         """Template of ``"layer/sub"``, a sublayer (e.g. a part of "split") of a layer of this network."""
         base, sub = ref.split("/", 1)
-        self._construct(base)
-        layer = self.layers[base]
-        if not hasattr(layer, "sub_layer_template"):
-            raise LayerConfigError(f"layer {self.path_of(requested_by)!r}: {ref!r}: layer {base!r} has no sublayers")
-        template = layer.sub_layer_template(sub)
+        self._template(base)
+        pending = self._pending[base]
+        template = pending.cls.sub_template(pending.ctx, sub)
+        if template is None:
+            has_subs = pending.cls.sub_template.__func__ is not LayerBase.sub_template.__func__
+            what = f"no sublayer {sub!r}" if has_subs else "no sublayers"
+            raise LayerConfigError(f"layer {self.path_of(requested_by)!r}: {ref!r}: layer {base!r} has {what}")
         self._sub_refs[ref] = (base, sub)
         return template
 
-    def _construct(self, name: str) -> Data:
-        """Build layer ``name`` after everything it reads; cycles are an error showing the loop."""
+    def _template(self, name: str) -> Data:
+        """Template of layer ``name`` after those of everything it reads; cycles are an error showing the loop."""
         if name in self.templates:
             return self.templates[name]
         path = self.path_of(name)
+        if name in self._stack:
+            if None in self._stack[self._stack.index(name):]:
+                raise _PrevCycle(name)  # reached through prev: of a layer being built
+            cycle = self._path_stack[self._path_stack.index(path):] + [path]
+            raise LayerConfigError(f"network has a cycle: {' -> '.join(cycle)}")
         if path in self._path_stack:
             cycle = self._path_stack[self._path_stack.index(path):] + [path]
             raise LayerConfigError(f"network has a cycle: {' -> '.join(cycle)}")
@@ -177,7 +280,11 @@ class Network(tf.Module):
         self._stack.append(name)
         self._path_stack.append(path)
         try:
-            self._build_layer(name, layer_dict)
+            self._layer_template(name, layer_dict)
+        except (_PrevCycle, LayerConfigError) as exc:
+            if isinstance(exc, _PrevCycle) or _names_a_layer(exc):
+                raise
+            raise self._prefixed(name, layer_dict, exc) from exc
         except ReturnnError as exc:
             if _names_a_layer(exc):
                 raise
@@ -217,12 +324,32 @@ class Network(tf.Module):
             raise LayerConfigError(f'{where}: "from": (name, axis) pairs are only for "concat", got {sources!r}')
         return cls, own, common, sources
 
-    def _build_layer(self, name: str, layer_dict: Any) -> None:
-        """Templates of sources and refs, the output template, then the layer module and its loss."""
+    def _source_templates(self, name: str, sources: Sequence[str]) -> list[str]:
+        """The sources whose templates exist; a ``prev:`` source of a layer being built is dropped (first pass)."""
+        kept = []
+        for ref in sources:
+            self._stack.append(None)
+            try:
+                self.dependency_template(ref, requested_by=name)
+                kept.append(ref)
+            except _PrevCycle:
+                if not ref.startswith("prev:"):
+                    raise
+                self._dropped = True
+            finally:
+                self._stack.pop()
+        return kept
+
+    def _layer_template(self, name: str, layer_dict: Any) -> None:
+        """The template of one layer from its sources' and refs' templates; no variables yet."""
         cls, own, common_dict, from_items = self._split_opts(name, layer_dict)
         where = f'layer {self.path_of(name)!r} (class "{layer_dict["class"]}")'
         common = CommonOpts.from_dict(common_dict, where=where)
         sources = [ref for ref, _ in from_items]
+        if any(ref.startswith("prev:") for ref in sources):
+            kept = self._source_templates(name, sources)
+            from_items = [item for item in from_items if item[0] in kept]
+            sources = kept
         templates = [self.dependency_template(ref, requested_by=name) for ref in sources]
         ctx = LayerContext(name=name, layer_class=layer_dict["class"], network=self, sources=templates, common=common,
                            source_axes=[axis for _, axis in from_items], source_names=sources)
@@ -235,15 +362,12 @@ class Network(tf.Module):
             self.dependency_template(common.reuse_params, requested_by=name)  # built first, but not an input
         loss_cls = get_loss_class(common.loss, where=where) if common.loss else None
         if loss_cls is not None and loss_cls.needs_target:
-            ctx.target = self.target_template(common.target)
+            ctx.target = self.target_template(common.target, requested_by=name)
         out = cls.out_template(ctx, opts).copy_template(name)
         self._check_common_dims(ctx, own, out)
         ctx.out = out
-        self._sources[name], self._contexts[name], self.templates[name] = sources, ctx, out
-        self.layers[name] = cls(ctx, opts)
-        if loss_cls is not None:
-            self.losses[name] = make_loss(common.loss, common.loss_opts or {}, output=out, target=ctx.target,
-                                          target_name=common.target or "classes", where=where)
+        self._pending[name] = _Pending(cls, opts, ctx, sources)
+        self.templates[name] = out
 
     def _check_common_dims(self, ctx: LayerContext, own: Mapping[str, Any], out: Data) -> None:
         """``n_out`` / ``out_dim`` given to a layer that does not declare them must match its output."""
@@ -255,17 +379,44 @@ class Network(tf.Module):
             if own_dim is None or not own_dim.matches(common.out_dim):
                 raise ctx.error(f'"out_dim" {common.out_dim.describe()} does not match the output {out.describe()}')
 
-    def target_template(self, target: str | None) -> Data:
+    def target_template(self, target: str | None, *, requested_by: str | None = None) -> Data:
         """Template of a loss target: an extern data key (default ``classes``) or ``layer:name``."""
         target = target or "classes"
+        requested_by = requested_by or (self._stack[-1] if self._stack else "")
         if target.startswith("layer:"):
-            return self.dependency_template(target[len("layer:"):], requested_by=self._stack[-1])
+            return self.dependency_template(target[len("layer:"):], requested_by=requested_by)
+        if target in self._registered:
+            return self.dependency_template(self._registered[target], requested_by=requested_by)
+        if target not in self.extern_data and self.parent_ctx is not None:
+            return self.parent_ctx.network.target_template(target, requested_by=requested_by)
         if target not in self.extern_data:
             raise LayerConfigError(f'"target": no extern data key {target!r}; extern_data has: '
                                    f"{', '.join(self.extern_data)}")
         if target not in self.target_keys:
             self.target_keys.append(target)
         return self.extern_data[target]
+
+    # ---- instantiation ----
+
+    def instantiate(self) -> None:
+        """The layer modules (and their params) and losses, in template order."""
+        for name, pending in self._pending.items():
+            if name in self.layers:
+                continue
+            ctx, where = pending.ctx, pending.ctx.where()
+            try:
+                layer = pending.cls(ctx, pending.opts)
+            except ReturnnError as exc:
+                if _names_a_layer(exc):
+                    raise
+                raise self._prefixed(name, self.net_dict[name], exc) from exc
+            except Exception as exc:
+                raise LayerConstructionError(f"{where}: construction failed: {type(exc).__name__}: {exc}") from exc
+            self._sources[name], self._contexts[name], self.layers[name] = pending.sources, ctx, layer
+            if ctx.common.loss:
+                self.losses[name] = make_loss(ctx.common.loss, ctx.common.loss_opts or {}, output=ctx.out,
+                                              target=ctx.target, target_name=ctx.common.target or "classes",
+                                              where=where)
 
     def shared_param(self, ctx: LayerContext, name: str, shape: tuple[int, ...]) -> tf.Variable | None:
         """The param ``name`` of the layer named by ``ctx``'s ``reuse_params`` (checked to have ``shape``), if any."""
@@ -305,23 +456,31 @@ class Network(tf.Module):
         return values
 
     def __call__(self, batch: Any, *, train: bool = False) -> dict[str, Data]:
-        """Run every layer on ``batch`` (see ``batch_feed``); ``{layer name: Data with tensor}`` in construction order,
-        plus the sublayer outputs other layers read (``"layer/sub"``)."""
+        """Run every layer on ``batch`` (see ``batch_feed``; ``Data`` entries are taken as they are, e.g. the
+        ``base:x`` of a nested network); ``{layer name: Data}`` in construction order, plus the sublayer outputs
+        (``"layer/sub"``)."""
         batch = batch_feed(batch)
         extern = self.extern_values(batch, self.used_data_keys)
         values: dict[str, Data] = {f"{_DATA_PREFIX}{key}": data for key, data in extern.items()}
         values["data"] = extern.get("data")
-        for key, value in batch.items():
-            if key.startswith(_BASE_PREFIX):
-                values[key] = value
+        values.update((key, value) for key, value in batch.items() if isinstance(value, Data))
+        missing = [ref for ref in self.outer_refs if ref not in values]
+        if missing:
+            raise LayerConstructionError(f"{self.path_of('') or 'network'}: the batch lacks {', '.join(missing)}")
+        registered = {layer: key for key, layer in self._registered.items()}
+        subs_out: list[str] = []
         self._batch_size = self._find_batch_size(values)
         try:
             for name, layer in self.layers.items():
                 values[name], subs = self._call_layer(name, layer, values, train=train)
-                values.update((f"{name}/{sub}", data) for sub, data in subs.items())
+                for sub, data in subs.items():
+                    values[f"{name}/{sub}"] = data
+                    subs_out.append(f"{name}/{sub}")
+                if name in registered:
+                    values[f"{_DATA_PREFIX}{registered[name]}"] = values[name]
         finally:
             self._batch_size = None
-        return {name: values[name] for name in list(self.layers) + list(self._sub_refs)}
+        return {name: values[name] for name in list(self.layers) + subs_out}
 
     def _find_batch_size(self, values: Mapping[str, Data]) -> Any:
         """The batch size of this call: from the first value with a batch axis, else the enclosing network's."""
@@ -366,23 +525,40 @@ class Network(tf.Module):
 
     # ---- losses ----
 
-    def loss_values(self, outputs: Mapping[str, Data], batch: Any) -> dict[str, LossValue]:
-        """Every loss (by layer name) on the outputs of ``net(batch)``, targets read from ``batch``."""
-        results = {}
+    def loss_entries(self) -> dict[str, LossEntry]:
+        """Every loss by its key (the layer path relative to this network: ``output``, ``dec/prob``)."""
+        entries = {}
         for name, loss in self.losses.items():
             target = loss.target_name
+            entries[name] = LossEntry(loss, self._contexts[name].common.loss_scale, output_key=name,
+                                      target_layer_key=target[len("layer:"):] if target.startswith("layer:") else None)
+        for name, layer in self.layers.items():
+            for key, entry in layer.nested_loss_entries().items():
+                target = entry.target_layer_key
+                entries[f"{name}/{key}"] = dataclasses.replace(
+                    entry, output_key=f"{name}/{entry.output_key}", target_layer_key=target and f"{name}/{target}")
+        return entries
+
+    def loss_values(self, outputs: Mapping[str, Data], batch: Any) -> dict[str, LossValue]:
+        """Every loss (by key, see ``loss_entries``) on the outputs of ``net(batch)``, targets read from ``batch``."""
+        results = {}
+        for key, entry in self.loss_entries().items():
+            loss = entry.loss
             if not loss.needs_target:
                 target_data = None
-            elif target.startswith("layer:"):
-                target_data = outputs[target[len("layer:"):]]
+            elif entry.target_layer_key is not None:
+                target_data = outputs[entry.target_layer_key]
+            elif loss.target_name in self._registered:
+                target_data = outputs[self._registered[loss.target_name]]
             else:
-                target_data = self.extern_values(batch, [target])[target]
-            results[name] = loss(outputs[name], target_data)
+                target_data = self.extern_values(batch, [loss.target_name])[loss.target_name]
+            results[key] = loss(outputs[entry.output_key], target_data)
         return results
 
     def total_loss(self, loss_values: Mapping[str, LossValue]) -> Any:
         """Sum of ``loss_scale`` times each loss, plus the ``L2`` terms of the layers."""
-        terms = [self._contexts[name].common.loss_scale * value.loss for name, value in loss_values.items()]
+        entries = self.loss_entries()
+        terms = [entries[key].scale * value.loss for key, value in loss_values.items()]
         terms += [term for term in (layer.l2_loss() for layer in self.layers.values()) if term is not None]
         return tf.add_n(terms) if terms else tf.constant(0.0)
 

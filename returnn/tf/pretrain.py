@@ -16,7 +16,8 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable
 
-from returnn.errors import ConfigError
+from returnn.errors import ConfigError, LayerConfigError
+from returnn.tf.net_graph import NetGraph
 
 _MAX_STAGES = 1000
 
@@ -74,37 +75,16 @@ def pretrain_from_config(config, net_dict: dict) -> Pretrain | None:
     raise ConfigError(f'config key "pretrain": expected "default", a dict or a function, got {value!r}')
 
 
-def _sources(layer: dict) -> list[str]:
-    value = layer.get("from", "data")
-    if value in (None, "none"):
-        return []
-    return [value] if isinstance(value, str) else [v[0] if isinstance(v, tuple) else v for v in value]
-
-
-def _depths(net_dict: dict) -> dict[str, int]:
-    """Distance of each layer from the extern data (data:* and "data" are depth 0)."""
-    depths: dict[str, int] = {}
-
-    def depth(name: str, stack: tuple = ()) -> int:
-        if name == "data" or name.startswith("data:") or name not in net_dict:
-            return 0
-        if name in stack:
-            raise ConfigError(f'config key "pretrain": the network has a cycle {" -> ".join(stack + (name,))}')
-        if name not in depths:
-            depths[name] = 1 + max((depth(s, stack + (name,)) for s in _sources(net_dict[name])), default=0)
-        return depths[name]
-
-    for layer_name in net_dict:
-        depth(layer_name)
-    return depths
-
-
 def _layerwise_stages(net_dict: dict) -> list[dict]:
     """Stage k: hidden layers of depth <= k + 1, the output layers reading what depth k + 2 reads."""
-    outputs = [n for n, layer in net_dict.items() if n == "output" or layer.get("loss") or layer.get("is_output_layer")]
+    graph = NetGraph(net_dict)
+    outputs = graph.roots()
     if not outputs:
         raise ConfigError('config key "pretrain" = "default" needs an output layer ("output" or one with a loss)')
-    depths = _depths(net_dict)
+    try:
+        depths = graph.depths()
+    except LayerConfigError as exc:
+        raise ConfigError(f'config key "pretrain": {exc}') from None
     hidden = {n: d for n, d in depths.items() if n not in outputs}
     max_depth = max(hidden.values(), default=0)
     stages = []

@@ -47,7 +47,7 @@ def test_network_data_key_and_none_sources():
 
 
 def test_network_cycle_names_the_loop():
-    with pytest.raises(LayerConfigError, match=r"network has a cycle: a -> b -> a$"):
+    with pytest.raises(LayerConfigError, match=r"network has a cycle: a -> b -> a \(only 'prev:' may close a loop\)$"):
         build_network({"output": {"class": "copy", "from": "a"}, "a": {"class": "copy", "from": "b"},
                        "b": {"class": "copy", "from": "a"}}, extern_data=EXTERN)
 

@@ -86,6 +86,8 @@ class CommonOpts(LayerOpts):
     loss_scale: float = 1.0
     loss_opts: dict | None = None
     param_init: str | float | None = None
+    register_as_extern_data: str | None = None
+    initial_output: Any = None
 
     DOCS: ClassVar[dict[str, str]] = {
         "n_out": "the output dim; checked against the layer's output when the layer does not set it itself",
@@ -104,6 +106,9 @@ class CommonOpts(LayerOpts):
         "loss_opts": 'options of the loss, e.g. {"label_smoothing": 0.1}, {"use_normalized_loss": False}',
         "param_init": 'initializer of params without their own init option ("glorot_uniform", 0.0, '
                       '"random_normal(stddev=0.1)")',
+        "register_as_extern_data": 'make the output readable as "data:KEY" and as a loss "target" KEY',
+        "initial_output": 'inside a rec "unit": the value "prev:" reads at step 0: 0 (default), "zeros", "ones", '
+                          'a number, "base:LAYER", or "var" (a trained vector)',
     }
 
 
@@ -164,8 +169,12 @@ class LayerContext:
         return self.network.batch_dim
 
     def batch_size(self) -> Any:
-        """The current batch size (a scalar tensor), while the network runs."""
+        """The current batch size (a scalar tensor), while the network runs (see ``needs_batch_size``)."""
         return self.network.batch_size()
+
+    def needs_batch_size(self) -> None:
+        """Say in ``out_template`` that ``batch_size()`` will be asked without a source to take it from."""
+        self.network.require_batch_size()
 
     @property
     def random_seed(self) -> int:
@@ -233,6 +242,11 @@ class LayerBase(tf.Module):
     default_from: ClassVar[Any] = "data"
     accepts_source_axes: ClassVar[bool] = False
 
+    @classmethod
+    def nested_net_dicts(cls, layer_dict: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        """Net dicts nested in this layer's config (their ``base:`` refs read this layer's network)."""
+        return []
+
     def __init__(self, ctx: LayerContext, opts: LayerOpts | None = None):
         super().__init__(name=module_name(ctx.name))
         self.ctx = ctx
@@ -246,11 +260,22 @@ class LayerBase(tf.Module):
             return sources[0]
         return concat_features(sources, self.ctx.input_template())
 
+    @classmethod
+    def sub_template(cls, ctx: LayerContext, sub: str) -> Data | None:
+        """Template of sublayer ``"name/sub"`` from this layer's context after ``out_template`` (None: no such
+        sublayer); layers with sublayers override it and ``call_with_subs``."""
+        return None
+
     def call_with_subs(self, sources: Sequence[Data], *, train: bool,
                        refs: Mapping[str, Data] | None = None) -> tuple[Data, dict[str, Data]]:
         """The output and the outputs of sublayers (``"name/sub"``: parts of split, a rec loop's sublayers,
         a unit's last state); layers with sublayers override this and ``sub_layer_template``."""
         return (self(sources, train=train, refs=refs) if refs else self(sources, train=train)), {}
+
+    def nested_loss_entries(self) -> dict[str, Any]:
+        """Losses of nested networks (``LossEntry`` by key relative to this layer; output keys are the sublayers
+        ``call_with_subs`` gives)."""
+        return {}
 
     # ---- inside a rec loop ----
 

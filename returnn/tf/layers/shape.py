@@ -436,6 +436,14 @@ class SplitLayer(LayerBase):
         """Template of the sublayer ``"<name>/<sub>"`` (the part with that index)."""
         return self.part_templates[self._sub_index(sub)]
 
+    @classmethod
+    def sub_template(cls, ctx: LayerContext, sub: str) -> Data | None:
+        parts = ctx.state["split_parts"]
+        if not sub.isdigit() or int(sub) >= len(parts):
+            raise ctx.error(f"no sublayer {sub!r}; the parts are " +
+                            ", ".join(f"'{ctx.name}/{i}'" for i in range(len(parts))))
+        return parts[int(sub)]
+
     def sub_layer_output(self, out: Data, sub: str) -> Data:
         """Output of the sublayer ``"<name>/<sub>"`` from this layer's output."""
         index = self._sub_index(sub)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from returnn.tensor.data import Data
 from returnn.tf.layers.base import LayerBase, LayerContext, LayerOpts, register_layer
@@ -13,6 +13,7 @@ class SubnetworkLayer(LayerBase):
     """A nested network: ``"data"`` inside is this layer's input, ``"base:x"`` layer ``x`` outside.
 
     Config: ``{"class": "subnetwork", "from": "enc", "subnetwork": {"a": {...}, "output": {...}}}``
+    Losses of inner layers count like any other (named ``<this layer>/<inner layer>``).
     Params: those of the inner layers, named ``<this layer>/<inner layer>/W``.
     """
 
@@ -25,27 +26,41 @@ class SubnetworkLayer(LayerBase):
         subnetwork: dict
 
     @classmethod
+    def nested_net_dicts(cls, layer_dict: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        return [layer_dict["subnetwork"]] if isinstance(layer_dict.get("subnetwork"), Mapping) else []
+
+    @classmethod
     def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
+        if "output" not in opts.subnetwork:
+            raise ctx.error(f'"subnetwork": no \'output\' layer; layers: {", ".join(opts.subnetwork) or "none"}')
         extern = {"data": ctx.input_template().copy_template("data")} if ctx.sources else {}
-        subnet = type(ctx.network)(opts.subnetwork, extern_data=extern, random_seed=ctx.network.random_seed,
-                                   parent_ctx=ctx, name=f"{ctx.name}_subnetwork".replace("/", "_"))
-        if "output" not in subnet.layers:
-            raise ctx.error('"subnetwork": needs an "output" layer')
-        if subnet.losses:
-            raise ctx.error(f'"subnetwork": losses inside ({", ".join(subnet.losses)}) are not collected; '
-                            f'put "loss" on this layer or on a layer outside')
+        subnet = ctx.make_subnetwork(opts.subnetwork, extern_data=extern)
         ctx.state["subnetwork"] = subnet
+        ctx.state["nested_networks"] = [subnet]
         return subnet.templates["output"]
+
+    @classmethod
+    def sub_template(cls, ctx: LayerContext, sub: str) -> Data | None:
+        return ctx.state["subnetwork"].templates.get(sub)
 
     def __init__(self, ctx: LayerContext, opts: Opts):
         super().__init__(ctx)
         self.subnetwork = ctx.state["subnetwork"]
+        self.subnetwork.instantiate()
         self.params = {name: var for name, var in self.subnetwork.get_params().items()}
 
-    def __call__(self, sources: Sequence[Data], *, train: bool, refs: Mapping[str, Data] | None = None) -> Data:
-        batch: dict[str, Data] = {f"base:{ref}": data for ref, data in (refs or {}).items()}
+    def nested_loss_entries(self) -> dict[str, Any]:
+        return self.subnetwork.loss_entries()
+
+    def call_with_subs(self, sources: Sequence[Data], *, train: bool,
+                       refs: Mapping[str, Data] | None = None) -> tuple[Data, dict[str, Data]]:
+        refs = refs or {}
+        batch: dict[str, Data] = {ref: refs[outer] for ref, outer in self.subnetwork.outer_sources.items()}
         if sources:
             batch["data"] = self.input_data(sources)
         outputs = self.subnetwork(batch, train=train)
         out = outputs["output"]
-        return self.out.with_tensor(out.tensor, like=out).replace(logits=out.logits)
+        return self.out.with_tensor(out.tensor, like=out).replace(logits=out.logits), dict(outputs)
+
+    def __call__(self, sources: Sequence[Data], *, train: bool, refs: Mapping[str, Data] | None = None) -> Data:
+        return self.call_with_subs(sources, train=train, refs=refs)[0]

@@ -10,12 +10,9 @@ import numpy as np
 import tensorflow as tf
 
 from returnn.tensor.data import Data
-from returnn.tensor.dim import FEATURE, SPATIAL, Dim, batch_dim
+from returnn.tensor.dim import FEATURE, SPATIAL, Dim
 from returnn.tf.layers.base import LayerBase, LayerContext, LayerOpts, register_layer
 from returnn.tf.layers.shape import axis_of
-
-_BATCH_REF = "batch_ref"
-
 
 def static_dims(ctx: LayerContext, shape: Sequence[int], *, last_feature: bool = True) -> list[Dim]:
     """New static dims for ``shape``; the last is the feature dim (as RETURNN's default feature axis)."""
@@ -27,20 +24,11 @@ def static_dims(ctx: LayerContext, shape: Sequence[int], *, last_feature: bool =
     return [Dim(n, f"{ctx.name}:static{i}", kind=kind) for i, (n, kind) in enumerate(zip(shape, kinds))]
 
 
-def batch_source(ctx: LayerContext) -> str | None:
-    """Where a layer without input takes the batch size from: its "from", else extern "data"."""
-    if ctx.sources:
-        if ctx.sources[0].batch_dim_axis is None:
-            raise ctx.error(f'needs a "from" with a batch axis for the batch size, got {ctx.sources[0].describe()}')
-        return None
-    ctx.dependency("data")
-    return "data"
-
-
-def batch_size_of(sources: Sequence[Data], refs: Mapping[str, Data] | None, ref: str | None) -> Any:
-    """The batch size from the first source or from ``refs[ref]``."""
-    data = sources[0] if ref is None else refs[ref]
-    return tf.shape(data.tensor)[data.batch_dim_axis]
+def batch_size_of(layer: LayerBase, sources: Sequence[Data]) -> Any:
+    """The batch size from the first source, else the network's (from the batch it runs on)."""
+    if sources and sources[0].batch_dim_axis is not None:
+        return tf.shape(sources[0].tensor)[sources[0].batch_dim_axis]
+    return layer.ctx.batch_size()
 
 
 @register_layer("constant")
@@ -48,7 +36,7 @@ class ConstantLayer(LayerBase):
     """A fixed value (scalar or nested list), optionally broadcast to ``shape`` and given a batch axis.
 
     Config: ``{"class": "constant", "value": 1.0}`` or ``{"class": "constant", "value": [1, 2], "dtype": "int32"}``.
-    ``with_batch_dim`` repeats it over the batch (size taken from "from", else extern "data").
+    ``with_batch_dim`` repeats it over the batch (size taken from "from", else from the batch).
     """
 
     default_from = "none"
@@ -65,8 +53,8 @@ class ConstantLayer(LayerBase):
         value = cls._array(ctx, opts)
         dims = static_dims(ctx, value.shape)
         if opts.with_batch_dim:
-            ctx.state[_BATCH_REF] = batch_source(ctx)
-            dims.insert(0, batch_dim)
+            ctx.needs_batch_size()
+            dims.insert(0, ctx.batch_dim)
         return Data(ctx.name, tuple(dims), dtype=str(value.dtype))
 
     @staticmethod
@@ -89,13 +77,12 @@ class ConstantLayer(LayerBase):
     def __init__(self, ctx: LayerContext, opts: Opts):
         super().__init__(ctx)
         self.value = self._array(ctx, opts)
-        self.batch_ref = ctx.state.get(_BATCH_REF)
         self.with_batch = opts.with_batch_dim
 
     def __call__(self, sources: Sequence[Data], *, train: bool, refs: Mapping[str, Data] | None = None) -> Data:
         tensor = tf.constant(self.value)
         if self.with_batch:
-            n = batch_size_of(sources, refs, self.batch_ref)
+            n = batch_size_of(self, sources)
             tensor = tf.tile(tensor[None], tf.concat([[n], tf.ones([self.value.ndim], tf.int32)], 0))
         return self.out.with_tensor(tensor)
 
@@ -105,7 +92,7 @@ class VariableLayer(LayerBase):
     """A trainable parameter of ``shape`` as a layer output, named after the layer (``name/name``).
 
     Config: ``{"class": "variable", "shape": [512], "init": "glorot_uniform"}``. ``add_batch_axis`` repeats
-    it over the batch (size from "from", else extern "data"); ``add_time_axis`` adds a time axis of size 1.
+    it over the batch (size from "from", else from the batch); ``add_time_axis`` adds a time axis of size 1.
     Params: ``<layer name>`` of ``shape``.
     """
 
@@ -125,14 +112,13 @@ class VariableLayer(LayerBase):
         if opts.add_time_axis:
             dims.insert(0, Dim(1, f"{ctx.name}:time", kind=SPATIAL))
         if opts.add_batch_axis:
-            ctx.state[_BATCH_REF] = batch_source(ctx)
-            dims.insert(0, batch_dim)
+            ctx.needs_batch_size()
+            dims.insert(0, ctx.batch_dim)
         return Data(ctx.name, tuple(dims), dtype=opts.dtype)
 
     def __init__(self, ctx: LayerContext, opts: Opts):
         super().__init__(ctx)
         self.var = self.add_param(ctx.name.split("/")[-1], opts.shape, init=opts.init, dtype=opts.dtype)
-        self.batch_ref = ctx.state.get(_BATCH_REF)
         self.opts = opts
 
     def __call__(self, sources: Sequence[Data], *, train: bool, refs: Mapping[str, Data] | None = None) -> Data:
@@ -140,7 +126,7 @@ class VariableLayer(LayerBase):
         if self.opts.add_time_axis:
             tensor = tensor[None]
         if self.opts.add_batch_axis:
-            n = batch_size_of(sources, refs, self.batch_ref)
+            n = batch_size_of(self, sources)
             tensor = tf.tile(tensor[None], tf.concat([[n], tf.ones([tensor.shape.rank], tf.int32)], 0))
         return self.out.with_tensor(tensor)
 

@@ -1,0 +1,218 @@
+"""The dependency graph of a net dict: which layers each layer reads, and how (same step, ``prev:``,
+``base:``, ``data:``), the roots to build, and an order in which every layer comes after what it reads.
+
+Only ``prev:`` edges may close a cycle (a layer reading its own previous step in a rec loop). The
+graph is built from the dicts alone, before any template or variable exists; the network and
+pretraining use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable, Mapping
+
+from returnn.errors import LayerConfigError
+from returnn.tf.layers.base import get_layer_class
+from returnn.tf.layers.opts import did_you_mean
+
+LAYER, DATA, BASE, PREV, INDEX = "layer", "data", "base", "prev", "index"
+
+
+@dataclasses.dataclass(frozen=True)
+class Ref:
+    """A reference as written (``text``): its ``kind`` and the layer name or data key it names."""
+
+    text: str
+    kind: str
+    name: str
+
+    @property
+    def layer(self) -> str:
+        """The layer of this network a ``layer`` / ``prev`` ref needs built (``"split"`` for ``"split/0"``)."""
+        return self.name.split("/", 1)[0]
+
+
+def parse_ref(text: str) -> Ref:
+    """``"data"``, ``"data:key"``, ``"base:x"``, ``"prev:x"``, ``":i"`` (the loop step) or a layer name."""
+    if text == "data":
+        return Ref(text, DATA, "data")
+    for prefix, kind in (("data:", DATA), ("base:", BASE), ("prev:", PREV)):
+        if text.startswith(prefix):
+            return Ref(text, kind, text[len(prefix):])
+    if text == ":i":
+        return Ref(text, INDEX, "i")
+    return Ref(text, LAYER, text)
+
+
+def parse_from(value: Any, *, where: str) -> list[tuple[str, Any]]:
+    """``"from"``: a name or list of names (``(name, axis)`` pairs for concat); ``"none"`` or ``[]``: no input."""
+    if value is None or value == "none":
+        return []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise LayerConfigError(f'{where}: "from": expected a layer name or a list of names, got {value!r}')
+    result = []
+    for item in items:
+        if isinstance(item, str):
+            if item != "none":
+                result.append((item, None))
+        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+            result.append(item)
+        else:
+            raise LayerConfigError(f'{where}: "from": expected layer names (or (name, axis) pairs), got {item!r}')
+    return result
+
+
+def is_root(name: str, layer: Any) -> bool:
+    """Whether a layer is built for its own sake: ``output``, a loss, ``is_output_layer``."""
+    return name == "output" or (isinstance(layer, Mapping) and bool(layer.get("loss") or layer.get("is_output_layer")))
+
+
+class NetGraph:
+    """The references between the layers of one net dict (``where`` names the network in errors)."""
+
+    def __init__(self, net_dict: Mapping[str, Any], *, where: str = "network", path_of: Any = None):
+        self.net_dict = net_dict
+        self.where = where
+        self._path_of = path_of or (lambda name: name)
+        self._refs: dict[str, list[Ref]] = {}
+        self._via: dict[tuple[str, str], str] = {}  # (layer, dep) -> the nested layer whose "base:" reads dep
+
+    def refs(self, name: str) -> list[Ref]:
+        """Everything layer ``name`` reads (parsed once, when first asked: unused layers are never parsed)."""
+        if name not in self._refs:
+            self._refs[name] = self._layer_refs(name, self.net_dict[name])
+        return self._refs[name]
+
+    # ---- per layer ----
+
+    def _where(self, name: str) -> str:
+        layer = self.net_dict[name]
+        cls = f' (class "{layer["class"]}")' if isinstance(layer, Mapping) and "class" in layer else ""
+        return f"layer {self._path_of(name)!r}{cls}"
+
+    def _layer_refs(self, name: str, layer: Any) -> list[Ref]:
+        """Everything ``layer`` reads: "from", layer-valued options, reuse_params, a ``layer:`` target, and the
+        ``base:`` refs of nested net dicts (those read this network)."""
+        if not isinstance(layer, Mapping) or "class" not in layer:
+            raise LayerConfigError(f'layer {self._path_of(name)!r}: expected a dict with "class", got {layer!r}')
+        try:
+            cls = get_layer_class(layer["class"])
+        except LayerConfigError as exc:
+            raise LayerConfigError(f"layer {self._path_of(name)!r}: {exc}") from None
+        texts = [ref for ref, _ in parse_from(layer.get("from", cls.default_from), where=self._where(name))]
+        for field in cls.Opts.ref_fields():
+            value = layer.get(field)
+            texts += [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] \
+                if isinstance(value, (list, tuple)) else []
+        if isinstance(layer.get("reuse_params"), str):
+            texts.append(layer["reuse_params"])
+        target = layer.get("target")
+        if isinstance(target, str) and target.startswith("layer:"):
+            texts.append(target[len("layer:"):])
+        refs = [parse_ref(text) for text in texts]
+        for inner in cls.nested_net_dicts(layer):
+            for via, text in nested_base_refs(inner):
+                ref = parse_ref(text[len("base:"):])
+                refs.append(ref)
+                self._via[(name, ref.layer)] = via
+        return refs
+
+    def sources(self, name: str) -> list[str]:
+        """The "from" names of layer ``name`` as written."""
+        layer = self.net_dict[name]
+        return [ref for ref, _ in parse_from(layer.get("from", get_layer_class(layer["class"]).default_from),
+                                             where=self._where(name))]
+
+    def same_step_deps(self, name: str) -> list[str]:
+        """Layers of this network that ``name`` reads directly (not through ``prev:``)."""
+        return _unique(ref.layer for ref in self.refs(name) if ref.kind == LAYER)
+
+    def prev_deps(self, name: str) -> list[str]:
+        """Layers of this network that ``name`` reads at the previous loop step."""
+        return _unique(ref.layer for ref in self.refs(name) if ref.kind == PREV)
+
+    # ---- whole graph ----
+
+    def roots(self) -> list[str]:
+        """Layers to build: ``output``, layers with a loss, layers marked ``is_output_layer``."""
+        return [name for name, layer in self.net_dict.items() if is_root(name, layer)]
+
+    def order(self, roots: Iterable[str]) -> list[str]:
+        """``roots`` and what they read (also through ``prev:``), each after its same-step dependencies.
+
+        A cycle of same-step references is an error showing the loop.
+        """
+        done: dict[str, None] = {}
+        pending = list(roots)
+        while pending:
+            self._visit(pending.pop(0), done, [])
+            for name in list(done):
+                pending += [dep for dep in self.prev_deps(name) if dep not in done and dep not in pending]
+        return list(done)
+
+    def _visit(self, name: str, done: dict[str, None], stack: list[str]) -> None:
+        if name in done:
+            return
+        if name in stack:
+            loop = stack[stack.index(name):] + [name]
+            cycle = []
+            for current, nxt in zip(loop, loop[1:] + [None]):
+                cycle.append(self._path_of(current))
+                if (current, nxt) in self._via:
+                    cycle.append(f"{self._path_of(current)}/{self._via[current, nxt]}")
+            raise LayerConfigError(f"network has a cycle: {' -> '.join(cycle)} (only 'prev:' may close a loop)")
+        stack.append(name)
+        for dep in self.same_step_deps(name):
+            if dep in self.net_dict:
+                self._visit(dep, done, stack)
+        stack.pop()
+        done[name] = None
+
+    def depends_on(self, name: str, *, through_prev: bool = True) -> set[str]:
+        """Every layer ``name`` reads transitively (same step, and ``prev:`` when ``through_prev``)."""
+        seen: set[str] = set()
+        pending = [name]
+        while pending:
+            current = pending.pop()
+            deps = self.same_step_deps(current) + (self.prev_deps(current) if through_prev else [])
+            for dep in deps:
+                if dep in self.net_dict and dep not in seen:
+                    seen.add(dep)
+                    pending.append(dep)
+        return seen
+
+    def depths(self) -> dict[str, int]:
+        """Distance of each layer from the extern data (``data``, ``data:*``, ``base:*`` are depth 0)."""
+        depths: dict[str, int] = {}
+
+        def depth(name: str) -> int:
+            if name not in depths:
+                deps = [dep for dep in self.same_step_deps(name) if dep in self.net_dict]
+                depths[name] = 1 + max((depth(dep) for dep in deps), default=0)
+            return depths[name]
+
+        for name in self.order(self.net_dict):
+            depth(name)
+        return depths
+
+
+def nested_base_refs(net_dict: Any) -> list[tuple[str, str]]:
+    """``(inner layer, "base:x")`` for the ``base:`` refs of a nested net dict (``base:base:x`` of a dict nested
+    in it too)."""
+    if not isinstance(net_dict, Mapping):
+        return []
+    found: list[tuple[str, str]] = []
+    for inner_name, layer in net_dict.items():
+        if not isinstance(layer, Mapping) or "class" not in layer:
+            continue
+        try:
+            graph = NetGraph({"x": layer})
+        except LayerConfigError:
+            continue  # the nested network reports its own errors when it is built
+        found += [(inner_name, ref.text) for ref in graph.refs("x") if ref.kind == BASE]
+    return found
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
