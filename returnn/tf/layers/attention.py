@@ -1,9 +1,11 @@
-"""Attention building blocks: dot (batched tensor contraction), softmax_over_spatial, positional_encoding."""
+"""Attention building blocks: dot (batched tensor contraction), softmax_over_spatial, generic_attention,
+positional_encoding (also one frame per step inside a rec loop)."""
 
 from __future__ import annotations
 
 import math
 import string
+import types
 from typing import Any, Mapping, Sequence
 
 import tensorflow as tf
@@ -221,6 +223,82 @@ class SoftmaxOverSpatialLayer(LayerBase):
         return self.out.with_tensor(y, like=x)
 
 
+@register_layer("generic_attention")
+class GenericAttentionLayer(LayerBase):
+    """Weighted sum of ``base`` over its time axis with given ``weights``: [B, weights' other axes..., F].
+
+    Config: ``{"class": "generic_attention", "weights": "att_weights", "base": "base:enc_value"}``, e.g. with
+    weights from softmax_over_spatial: [B, T_enc] inside a rec loop gives [B, F]. The weights' axis with the
+    base's time dim (else their time axis) is summed against the base's time axis; their other axes stay,
+    size-1 ones squeezed away (``auto_squeeze``) unless the base has them too. Padded base frames count as 0.
+    No "from": base and weights are the inputs.
+    """
+
+    example = {"from": [], "weights": "w", "base": "data"}
+    example_extra = {"e": {"class": "reduce", "from": "data", "mode": "sum", "axes": "F"},
+                     "w": {"class": "softmax_over_spatial", "from": "e"}}
+    default_from = None
+
+    class Opts(LayerOpts):
+        weights: str | None = layer_ref()
+        base: str | None = layer_ref()
+        auto_squeeze: bool = True
+
+    @classmethod
+    def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
+        if ctx.sources:
+            raise ctx.error(f'takes no "from" (the inputs are "weights" and "base"), got {ctx.source_names}')
+        for name in ("weights", "base"):
+            if getattr(opts, name) is None:
+                raise ctx.error(f'"{name}": required, the name of a layer')
+        weights, base = cls._weights(ctx, opts), ctx.ref_templates[opts.base]
+        if base.batch_dim_axis is None or base.time_dim is None or base.feature_dim is None:
+            raise ctx.error(f'"base": expected [B, T, ..., F], got {base.describe()}')
+        plan = _DotPlan(ctx, weights, base, cls._dot_axes(ctx, weights, base))
+        ctx.state["plan"], ctx.state["weights"] = plan, weights
+        return base.copy_template(ctx.name).with_dims(plan.out_dims, feature_dim=plan.out_dims[-1], dtype="float32")
+
+    @staticmethod
+    def _weights(ctx: LayerContext, opts: Opts) -> Data:
+        """The weights template without the size-1 axes ``auto_squeeze`` drops."""
+        weights, base = ctx.ref_templates[opts.weights], ctx.ref_templates[opts.base]
+        if weights.sparse or weights.batch_dim_axis is None:
+            raise ctx.error(f'"weights": expected dense weights with a batch axis, got {weights.describe()}')
+        if not opts.auto_squeeze:
+            return weights
+        keep = [dim for dim in weights.dims
+                if dim.size != 1 or dim is weights.time_dim or base.find_axis(dim) is not None]
+        return weights.with_dims(keep)
+
+    @staticmethod
+    def _dot_axes(ctx: LayerContext, weights: Data, base: Data) -> Any:
+        """Which axes the dot plan reduces (weights' time vs the base's) and keeps (the base's feature)."""
+        axis = weights.find_axis(base.time_dim)
+        if axis is None:
+            axis = weights.time_dim_axis
+        if axis is None:
+            raise ctx.error(f'"weights": {weights.describe()} has neither the time dim of "base" '
+                            f"{base.describe()} nor a time axis")
+        rest = [i for i in range(weights.batch_ndim) if i not in (axis, weights.batch_dim_axis)
+                and base.find_axis(weights.dims[i]) is None]
+        return types.SimpleNamespace(reduce=None, red1=[axis], red2=[base.time_dim_axis], var1=rest,
+                                     var2=[base.feature_dim_axis])
+
+    def __init__(self, ctx: LayerContext, opts: Opts):
+        super().__init__(ctx)
+        self.plan: _DotPlan = ctx.state["plan"]
+        self.weights_template: Data = ctx.state["weights"]
+        self.opts = opts
+
+    def __call__(self, sources: Sequence[Data], *, train: bool, refs: Mapping[str, Data] | None = None) -> Data:
+        weights, base = refs[self.opts.weights], refs[self.opts.base]
+        squeezed = [i for i, dim in enumerate(weights.dims) if dim not in self.weights_template.dims]
+        if squeezed:
+            weights = self.weights_template.with_tensor(tf.squeeze(weights.tensor, squeezed), like=weights)
+        y = tf.einsum(self.plan.equation(weights, base), weights.masked_tensor(), base.masked_tensor())
+        return self.out.with_tensor(y, dyn_sizes=merged_dyn_sizes([weights, base]))
+
+
 def sinusoidal_encoding(positions: Any, n: int) -> Any:
     """Sines and cosines of ``positions`` [...] at geometric timescales 1 .. 1e4 -> [..., n]."""
     half = n // 2
@@ -239,6 +317,8 @@ class PositionalEncodingLayer(LayerBase):
 
     Config: ``{"class": "positional_encoding", "from": "emb", "add_to_input": True}``. ``constant`` >= 0 uses
     that position for every frame (a decoder step); ``offset`` (a layer of [B] ints) shifts each sequence.
+    Inside a rec loop (input without time axis) it encodes the step index: [B, n_out], or input + encoding;
+    its loop state is empty, it only needs the step index.
     """
 
     example = {"from": "data", "add_to_input": True}
@@ -253,8 +333,15 @@ class PositionalEncodingLayer(LayerBase):
     @classmethod
     def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
         data = ctx.input_template()
-        if data.time_dim is None:
-            raise ctx.error(f"input {data.describe()} has no time axis")
+        in_loop = ctx.inside_loop and data.time_dim is None
+        if data.time_dim is None and not in_loop:
+            raise ctx.error(f"input {data.describe()} has no time axis (only inside a rec loop, where the step "
+                            f"index is the position)")
+        offset = None
+        if opts.offset is not None:
+            offset = ctx.ref_templates[opts.offset]
+            if offset.batch_ndim != 1 or offset.batch_dim_axis is None:
+                raise ctx.error(f'"offset": expected a [B] layer of ints, got {offset.describe()}')
         if opts.add_to_input:
             if data.sparse or data.feature_dim is None or data.feature_dim.size is None:
                 raise ctx.error(f'"add_to_input": needs dense input with a static feature dim, got {data.describe()}')
@@ -262,20 +349,23 @@ class PositionalEncodingLayer(LayerBase):
                 raise ctx.error(f'"n_out" {opts.n_out} must equal the input feature dim with "add_to_input"')
             return data
         feature = ctx.out_feature_dim(opts.n_out, opts.out_dim)
-        dims = [data.time_dim, feature]
-        if opts.offset is not None:
-            offset = ctx.ref_templates[opts.offset]
-            if offset.batch_ndim != 1 or offset.batch_dim_axis is None:
-                raise ctx.error(f'"offset": expected a [B] layer of ints, got {offset.describe()}')
-            dims.insert(0, offset.dims[0])
+        if in_loop:
+            if data.batch_dim_axis is None:
+                raise ctx.error(f"inside a rec loop, the input needs a batch axis, got {data.describe()}")
+            dims = [data.dims[data.batch_dim_axis], feature]
+        else:
+            dims = [data.time_dim, feature] if offset is None else [offset.dims[0], data.time_dim, feature]
         return data.copy_template(ctx.name).with_dims(dims, feature_dim=feature, time_dim=data.time_dim,
-                                                      dtype="float32")
+                                                      dtype="float32", sparse_dim=None)
 
     def __init__(self, ctx: LayerContext, opts: Opts):
         super().__init__(ctx)
         self.opts = opts
+        self.in_loop = ctx.inside_loop and ctx.input_template().time_dim is None
 
     def __call__(self, sources: Sequence[Data], *, train: bool, refs: Mapping[str, Data] | None = None) -> Data:
+        if self.in_loop:
+            raise self.ctx.error("inside a rec loop this layer runs through step (it needs the step index)")
         x = self.input_data(sources)
         n_time = tf.shape(x.tensor)[x.time_dim_axis]
         positions = tf.range(n_time) if self.opts.constant < 0 else tf.fill([n_time], self.opts.constant)
@@ -285,9 +375,32 @@ class PositionalEncodingLayer(LayerBase):
         if not self.opts.add_to_input:
             return self.out.with_tensor(signal, like=x)
         batch = (x.dims[x.batch_dim_axis],) if self.opts.offset is not None else ()
-        enc = Data("encoding", (*batch, x.time_dim, x.feature_dim), tensor=signal)
+        return self._added(x, Data("encoding", (*batch, x.time_dim, x.feature_dim), tensor=signal))
+
+    @staticmethod
+    def _added(x: Data, encoding: Data) -> Data:
+        """``x`` plus the encoding, aligned to ``x``'s dims."""
         try:
-            y = x.tensor + tf.cast(aligned_tensor(enc, x.dims), x.tensor.dtype)
+            y = x.tensor + tf.cast(aligned_tensor(encoding, x.dims), x.tensor.dtype)
         except LayerConfigError as exc:
             raise LayerConfigError(f'"add_to_input": {exc}') from None
-        return self.out.with_tensor(y, like=x)
+        return x.replace(tensor=y)
+
+    def initial_state(self, batch_size: Any) -> Any:
+        """Inside a rec loop: an empty state (not None), so that the loop calls ``step`` with the index."""
+        return () if self.in_loop else None
+
+    def step(self, sources: Sequence[Data], state: Any, *, train: bool, i: Any,
+             refs: Mapping[str, Data] | None = None) -> tuple[Data, Any]:
+        """The encoding of position ``i`` (or ``constant``), plus ``offset``: [B, n_out], or added to the frame."""
+        x = self.input_data(sources)
+        position = tf.reshape(tf.cast(i, tf.int32) if self.opts.constant < 0 else tf.constant(self.opts.constant), [1])
+        if self.opts.offset is not None:
+            position = position + tf.cast(refs[self.opts.offset].tensor, tf.int32)
+        batch_dim = x.dims[x.batch_dim_axis]
+        signal = sinusoidal_encoding(position, self.out.feature_dim.size)  # [1 or B, n_out]
+        if self.opts.add_to_input:
+            return self.out.with_tensor(self._added(x, Data("encoding", (batch_dim, x.feature_dim),
+                                                            tensor=signal)).tensor, like=x), state
+        signal = tf.broadcast_to(signal, [tf.shape(x.tensor)[x.batch_dim_axis], self.out.feature_dim.size])
+        return self.out.with_tensor(signal, like=x), state

@@ -199,7 +199,9 @@ class WindowLayer(LayerBase):
 
     Config: ``{"class": "window", "from": "x", "window_size": 3}``. ``padding`` "same" (zeros around each
     sequence; ``window_left`` / ``window_right``, default centered) or "valid" (only full windows);
-    ``stride`` keeps every n-th window.
+    ``stride`` keeps every n-th window. Inside a rec loop ("T" of a frame without time axis) the window holds
+    the last ``window_size`` steps (zeros before the first): [B, window, ...]; there ``window_right`` must be
+    0 (or ``window_left`` ``window_size - 1``) and the buffer of past frames is the layer's state.
     """
 
     example = {"from": "data", "window_size": 3}
@@ -217,20 +219,43 @@ class WindowLayer(LayerBase):
     def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
         data = ctx.input_template()
         _needs_batch(ctx, data)
-        axis = non_batch_axis_of(ctx, data, opts.axis, "axis")
         left = cls._left(ctx, opts)
+        window = opts.window_dim or Dim(opts.window_size, f"{ctx.name}:window", kind=SPATIAL)
+        if window.size != opts.window_size:
+            raise ctx.error(f'"window_dim" {window.describe()} does not match "window_size" {opts.window_size}')
+        ctx.state["window_left"] = left
+        if cls._in_loop(ctx, data, opts):
+            cls._check_loop(ctx, data, opts)
+            data = data.copy_as_batch_major()
+            return data.with_dims([data.dims[0], window, *data.dims[1:]])
+        axis = non_batch_axis_of(ctx, data, opts.axis, "axis")
         old = data.dims[axis]
         if opts.stride == 1 and opts.padding == "same":
             new = old
         else:
             size = None if old.is_dynamic else cls._out_len(old.size, opts)
             new = Dim(size, f"{ctx.name}:window-axis", kind=old.kind)
-        window = opts.window_dim or Dim(opts.window_size, f"{ctx.name}:window", kind=SPATIAL)
-        if window.size != opts.window_size:
-            raise ctx.error(f'"window_dim" {window.describe()} does not match "window_size" {opts.window_size}')
-        ctx.state["window_left"] = left
         data = replace_dim(data, axis, new)
         return data.with_dims([*data.dims[:axis + 1], window, *data.dims[axis + 1:]])
+
+    @staticmethod
+    def _in_loop(ctx: LayerContext, data: Data, opts: Opts) -> bool:
+        """Whether the window runs over the steps of the enclosing rec loop ("T" of a frame without time axis)."""
+        axis = opts.axis
+        return ctx.inside_loop and data.time_dim is None and isinstance(axis, str) and axis.lower() in ("t", "time")
+
+    @staticmethod
+    def _check_loop(ctx: LayerContext, data: Data, opts: Opts) -> None:
+        """Inside a loop only past steps are known: same padding, stride 1, the window ends at this step."""
+        if opts.padding != "same" or opts.stride != 1:
+            raise ctx.error(f'inside a rec loop: expected "padding" "same" and "stride" 1, got {opts.padding!r} and '
+                            f"{opts.stride}")
+        if opts.window_right != 0 and opts.window_left != opts.window_size - 1:
+            raise ctx.error(f'inside a rec loop the window can only look back: set "window_right": 0 (or '
+                            f'"window_left": {opts.window_size - 1}), got "window_left" {opts.window_left}, '
+                            f'"window_right" {opts.window_right}')
+        if any(dim.size is None for dim in data.dims if not dim.is_batch):
+            raise ctx.error(f"inside a rec loop the buffer of past frames needs static dims, got {data.describe()}")
 
     @staticmethod
     def _left(ctx: LayerContext, opts: Opts) -> int:
@@ -264,10 +289,14 @@ class WindowLayer(LayerBase):
 
     def __init__(self, ctx: LayerContext, opts: Opts):
         super().__init__(ctx)
-        self.axis = ctx.input_template().get_axis(opts.axis)
+        data = ctx.input_template()
+        self.in_loop = self._in_loop(ctx, data, opts)
+        self.axis = None if self.in_loop else data.get_axis(opts.axis)
         self.left, self.opts = ctx.state["window_left"], opts
 
     def __call__(self, sources: Sequence[Data], *, train: bool) -> Data:
+        if self.in_loop:
+            raise self.ctx.error("inside a rec loop this layer runs through step (it carries the past frames)")
         x = self.input_data(sources)
         lens = x.get_dyn_size(x.dims[self.axis])
         new_lens = self._out_len(lens, self.opts)
@@ -280,6 +309,19 @@ class WindowLayer(LayerBase):
         new, window = self.out.dims[self.axis], self.out.dims[self.axis + 1]
         y = transpose_to(y, [x.dims[x.batch_dim_axis], new, window, *rest], self.out.dims)
         return self.out.with_tensor(y, like=x, dyn_sizes={new: new_lens} if new.is_dynamic else {})
+
+    def initial_state(self, batch_size: Any) -> Any:
+        """Inside a rec loop: the last ``window_size`` frames, zeros before the first step ([B, window, ...])."""
+        if not self.in_loop:
+            return None
+        return tf.zeros([batch_size if dim.is_batch else dim.size for dim in self.out.dims], self.out.dtype)
+
+    def step(self, sources: Sequence[Data], state: Any, *, train: bool, i: Any,
+             refs: Mapping[str, Data] | None = None) -> tuple[Data, Any]:
+        """The buffer shifted by one step, this frame last (also the new state)."""
+        x = self.input_data(sources).copy_as_batch_major()
+        window = tf.concat([state[:, 1:], tf.cast(x.tensor, state.dtype)[:, None]], axis=1)
+        return self.out.with_tensor(window, like=x), window
 
 
 @register_layer("shift_axis")

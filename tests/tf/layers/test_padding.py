@@ -3,6 +3,7 @@ import functools
 import numpy as np
 import pytest
 
+from loop_steps import build_loop_network, ragged_batch, run_steps
 from returnn.errors import LayerConfigError
 from returnn.testing import build_network, run_network
 
@@ -76,3 +77,27 @@ def test_shift_axis_with_and_without_padding(amount):
         np.testing.assert_array_equal(y.numpy()[b, :n], shifted[:n])
     _, batch, out = _run({"output": {"class": "shift_axis", "axis": "T", "amount": amount, "pad": False}})
     _check_per_seq(out["output"], batch, lambda v, b: v[:len(v) - abs(amount)] if amount > 0 else v[-amount:])
+
+
+@pytest.mark.parametrize("opts", [{"window_right": 0}, {"window_left": 2}])
+def test_window_in_loop_holds_last_frames_like_whole_sequence(opts):
+    layer = {"class": "window", "from": "data", "window_size": 3, **opts}
+    loop_net = build_loop_network({"output": layer}, extern_data={"data": {"shape": (3,), "time_dim_axis": None}})
+    assert loop_net.templates["output"].batch_shape == (None, 3, 3)
+    assert loop_net.layers["output"].initial_state(4).shape == (4, 3, 3)
+    batch = ragged_batch(np.random.default_rng(0), (4, 6, 3), [6, 2, 5, 1], "data")
+    stepped = run_steps(loop_net, {"data": batch["data"]}, {})["output"]  # [B, T, window, F]
+    whole = build_network({"output": layer}, extern_data=EXTERN)(batch)["output"].numpy()
+    valid = np.arange(6)[None, :] < batch["data:seq_len"][:, None]
+    np.testing.assert_allclose(stepped[valid], whole[valid])
+    np.testing.assert_array_equal(stepped[:, 0, :2], 0.0)  # nothing before the first step
+
+
+def test_window_in_loop_errors_name_layer_and_option():
+    frame = {"data": {"shape": (3,), "time_dim_axis": None}}
+    with pytest.raises(LayerConfigError, match=r"layer 'output' \(class \"window\"\): inside a rec loop the window "
+                                               r"can only look back: set \"window_right\": 0"):
+        build_loop_network({"output": {"class": "window", "window_size": 3}}, extern_data=frame)
+    with pytest.raises(LayerConfigError, match=r"inside a rec loop: expected \"padding\" \"same\""):
+        build_loop_network({"output": {"class": "window", "window_size": 3, "window_right": 0, "padding": "valid"}},
+                           extern_data=frame)
