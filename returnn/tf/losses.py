@@ -28,6 +28,17 @@ class LossValue:
     num_frames: Any
 
 
+@dataclasses.dataclass
+class LossEntry:
+    """A loss of a network or of a nested one, with its ``loss_scale``: the outputs key of its layer (a path
+    such as ``dec/prob``) and of a ``layer:`` target."""
+
+    loss: Loss
+    scale: float
+    output_key: str
+    target_layer_key: str | None = None
+
+
 LOSSES: dict[str, type[Loss]] = {}
 
 

@@ -17,7 +17,7 @@ from returnn.tensor.extern_data import ExternData, batch_feed, seq_len_key, size
 from returnn.tf import layers as _layers  # noqa: F401  (registers every layer family)
 from returnn.tf.layers.base import CommonOpts, LayerBase, LayerContext, get_layer_class
 from returnn.tf.layers.opts import did_you_mean
-from returnn.tf.losses import Loss, LossValue, get_loss_class, make_loss
+from returnn.tf.losses import Loss, LossEntry, LossValue, get_loss_class, make_loss
 from returnn.tf.net_graph import BASE, DATA, INDEX, PREV, NetGraph, Ref, parse_from, parse_ref
 
 __all__ = ["LossEntry", "Network", "parse_from"]
@@ -56,16 +56,6 @@ class _Pending:
     sources: list[str]
 
 
-@dataclasses.dataclass
-class LossEntry:
-    """A loss of the network or of a nested one: outputs key of the layer and of a ``layer:`` target."""
-
-    loss: Loss
-    scale: float
-    output_key: str
-    target_layer_key: str | None = None
-
-
 class Network(tf.Module):
     """Layers built from a net dict; ``net(batch, train=...)`` gives ``{layer name: Data}``.
 
@@ -78,7 +68,7 @@ class Network(tf.Module):
 
     def __init__(self, net_dict: Mapping[str, Any], *, extern_data: ExternData | Mapping[str, Any],
                  random_seed: int = 42, parent_ctx: LayerContext | None = None, name: str = "network",
-                 roots: Sequence[str] | None = None, instantiate: bool = True):
+                 roots: Sequence[str] | None = None, instantiate: bool = True, scope: Any = None):
         super().__init__(name=name)
         if not isinstance(net_dict, Mapping):
             raise LayerConfigError(f'"network": expected a dict of layer dicts, got {type(net_dict).__name__}')
@@ -86,6 +76,7 @@ class Network(tf.Module):
         self.extern_data = extern_data if isinstance(extern_data, ExternData) else ExternData(extern_data)
         self.random_seed = int(random_seed)
         self.parent_ctx = parent_ctx
+        self.scope = scope  # resolves refs from outside (a rec loop's frames, prev:, :i); see outer_template
         self.graph = NetGraph(self.net_dict, where=self.path_of("") or "network", path_of=self.path_of)
         self.layers: dict[str, LayerBase] = {}
         self.templates: dict[str, Data] = {}
@@ -126,7 +117,7 @@ class Network(tf.Module):
     @property
     def inside_loop(self) -> bool:
         """Whether this network is the body of a rec loop (run once per step)."""
-        return False
+        return bool(getattr(self.scope, "inside_loop", False))
 
     def batch_size(self) -> Any:
         """The batch size (scalar int32 tensor) of the current call."""
@@ -146,10 +137,10 @@ class Network(tf.Module):
     def subnetwork(self, ctx: LayerContext, net_dict: Mapping[str, Any], *, extern_data: Mapping[str, Data],
                    loop: Any = None) -> Network:
         """A nested network of layer ``ctx``, templates only (see ``LayerContext.make_subnetwork``)."""
-        if loop is not None:
-            return loop.make_network(ctx, net_dict)
+        roots = loop.roots if loop is not None else None
         return Network(net_dict, extern_data=extern_data, random_seed=self.random_seed, parent_ctx=ctx,
-                       name=f"{ctx.name}_subnetwork".replace("/", "_"), instantiate=False)
+                       name=f"{ctx.name}_{'loop' if loop is not None else 'subnetwork'}".replace("/", "_"),
+                       instantiate=False, scope=loop, roots=roots)
 
     def print_templates(self, indent: str = "") -> None:
         """Log every layer's template (``debug_print_layer_output_template``), nested networks too."""
@@ -231,8 +222,24 @@ class Network(tf.Module):
                                    f"{did_you_mean(name, self.net_dict)}; defined: {', '.join(self.net_dict)}")
 
     def outer_template(self, ref: Ref, *, requested_by: str) -> Data | None:
-        """Template of a ref this network does not compute itself but gets with the batch; None: not such a ref."""
-        return None
+        """Template of a ref this network does not compute itself but gets with the batch (its ``scope`` says);
+        None: not such a ref."""
+        return None if self.scope is None else self.scope.template(self, ref, requested_by=requested_by)
+
+    def prev_template(self, name: str, *, requested_by: str) -> Data:
+        """``prev:name`` of a layer of this network: its template (a guess while it depends on the asking layer)."""
+        self._check_layer_exists(name, requested_by=requested_by, prefix="prev:")
+        if name in self.templates:
+            return self.templates[name]
+        if name in self._prev_guess:
+            return self._prev_guess[name]
+        if name in self._stack:
+            raise _PrevCycle(name)
+        self._stack.append(None)
+        try:
+            return self._template(name)
+        finally:
+            self._stack.pop()
 
     def data_template(self, key: str, *, requested_by: str) -> Data:
         """``data:key``: an extern data key (or one a layer registers with ``register_as_extern_data``)."""
@@ -346,10 +353,24 @@ class Network(tf.Module):
         where = f'layer {self.path_of(name)!r} (class "{layer_dict["class"]}")'
         common = CommonOpts.from_dict(common_dict, where=where)
         sources = [ref for ref, _ in from_items]
+        dropped: list[str] = []
         if any(ref.startswith("prev:") for ref in sources):
             kept = self._source_templates(name, sources)
+            dropped = [ref for ref in sources if ref not in kept]
             from_items = [item for item in from_items if item[0] in kept]
             sources = kept
+        try:
+            self._layer_template_from(name, layer_dict, cls, own, common, from_items, sources)
+        except LayerConfigError as exc:
+            if not dropped:
+                raise
+            raise LayerConfigError(f"{where}: its template depends on {', '.join(map(repr, dropped))}, whose own "
+                                   f"template needs this layer's; give the dims explicitly (\"n_out\", \"out_type\") "
+                                   f"or another source ({exc})") from exc
+
+    def _layer_template_from(self, name: str, layer_dict: Any, cls: type[LayerBase], own: dict, common: CommonOpts,
+                             from_items: list[tuple[str, Any]], sources: list[str]) -> None:
+        where = f'layer {self.path_of(name)!r} (class "{layer_dict["class"]}")'
         templates = [self.dependency_template(ref, requested_by=name) for ref in sources]
         ctx = LayerContext(name=name, layer_class=layer_dict["class"], network=self, sources=templates, common=common,
                            source_axes=[axis for _, axis in from_items], source_names=sources)
@@ -387,6 +408,8 @@ class Network(tf.Module):
             return self.dependency_template(target[len("layer:"):], requested_by=requested_by)
         if target in self._registered:
             return self.dependency_template(self._registered[target], requested_by=requested_by)
+        if self.scope is not None:
+            return self.scope.target_template(self, target)
         if target not in self.extern_data and self.parent_ctx is not None:
             return self.parent_ctx.network.target_template(target, requested_by=requested_by)
         if target not in self.extern_data:
@@ -413,7 +436,7 @@ class Network(tf.Module):
             except Exception as exc:
                 raise LayerConstructionError(f"{where}: construction failed: {type(exc).__name__}: {exc}") from exc
             self._sources[name], self._contexts[name], self.layers[name] = pending.sources, ctx, layer
-            if ctx.common.loss:
+            if ctx.common.loss and not self.inside_loop:  # the rec layer computes those on stacked outputs
                 self.losses[name] = make_loss(ctx.common.loss, ctx.common.loss_opts or {}, output=ctx.out,
                                               target=ctx.target, target_name=ctx.common.target or "classes",
                                               where=where)
@@ -482,6 +505,30 @@ class Network(tf.Module):
             self._batch_size = None
         return {name: values[name] for name in list(self.layers) + subs_out}
 
+    def initial_states(self, batch_size: Any) -> dict[str, Any]:
+        """Inside a loop: the state of every layer that has one, at step 0."""
+        states = {}
+        for name, layer in self.layers.items():
+            state = layer.initial_state(batch_size)
+            if state is not None:
+                states[name] = state
+        return states
+
+    def run_step(self, inputs: Mapping[str, Data], states: Mapping[str, Any], *, i: Any,
+                 train: bool) -> tuple[dict[str, Data], dict[str, Any]]:
+        """Inside a loop: every layer on one step's ``inputs`` (frames, ``prev:`` values, ``base:`` layers);
+        layers with a state step through it. Returns all values and the new states."""
+        values: dict[str, Data] = dict(inputs)
+        new_states = {}
+        for name, layer in self.layers.items():
+            if name in states:
+                out, subs, new_states[name] = self.call_layer_step(name, layer, values, states[name], i=i, train=train)
+            else:
+                out, subs = self._call_layer(name, layer, values, train=train)
+            values[name] = out
+            values.update((f"{name}/{sub}", data) for sub, data in subs.items())
+        return values, new_states
+
     def _find_batch_size(self, values: Mapping[str, Data]) -> Any:
         """The batch size of this call: from the first value with a batch axis, else the enclosing network's."""
         for data in values.values():
@@ -492,12 +539,26 @@ class Network(tf.Module):
     def _call_layer(self, name: str, layer: LayerBase, values: Mapping[str, Data], *,
                     train: bool) -> tuple[Data, dict[str, Data]]:
         """One layer: dropout on its sources, the layer, the shared activation; errors name the layer."""
+        out, subs, _ = self._run_layer(name, layer, values, train=train,
+                                       call=lambda sources, refs: layer.call_with_subs(sources, train=train, refs=refs))
+        return out, subs
+
+    def call_layer_step(self, name: str, layer: LayerBase, values: Mapping[str, Data], state: Any, *, i: Any,
+                        train: bool) -> tuple[Data, dict[str, Data], Any]:
+        """One loop step of a layer with state: like ``_call_layer``, through ``layer.step``."""
+        def call(sources: list[Data], refs: dict[str, Data]) -> tuple[Data, dict[str, Data], Any]:
+            out, new_state = layer.step(sources, state, train=train, i=i, refs=refs)
+            return out, {}, new_state
+        return self._run_layer(name, layer, values, train=train, call=call)
+
+    def _run_layer(self, name: str, layer: LayerBase, values: Mapping[str, Data], *, train: bool,
+                   call: Callable) -> tuple[Data, dict[str, Data], Any]:
         ctx = self._contexts[name]
         try:
             sources = [self._dropout(values[ref], ctx.common, train=train) for ref in self._sources[name]]
             refs = {ref: values[ref] for ref in ctx.ref_templates}
             with tf.name_scope(layer.name):
-                out, subs = layer.call_with_subs(sources, train=train, refs=refs)
+                out, subs, *state = call(sources, refs)
             if ctx.common.activation is not None and "activation" not in type(layer).Opts.field_names():
                 out = out.replace(tensor=ctx.activation(ctx.common.activation)(out.tensor))
         except ReturnnError as exc:
@@ -509,7 +570,7 @@ class Network(tf.Module):
         if out.dims != self.templates[name].dims:
             raise LayerConstructionError(f"{ctx.where()}: output {out.describe()} differs from its template "
                                          f"{self.templates[name].describe()}")
-        return out, subs
+        return out, subs, (state[0] if state else None)
 
     @staticmethod
     def _dropout(data: Data, common: CommonOpts, *, train: bool) -> Data:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import tensorflow as tf
 
@@ -11,6 +11,7 @@ from returnn.tensor.dim import Dim
 from returnn.tf.initializers import get_initializer, param_seed
 from returnn.tf.layers.base import LayerBase, LayerContext, LayerOpts, module_name, register_layer
 from returnn.tf.layers.opts import did_you_mean
+from returnn.tf.layers.rec.subnet import RecLoop, check_unit_dict, plan_loop
 from returnn.tf.layers.rec.units import UNITS, RecUnit, make_unit
 
 
@@ -33,6 +34,10 @@ class RecLayer(LayerBase):
         out_dim: Dim | None = None
         direction: int = 1
         unit_opts: dict | None = None
+        max_seq_len: int | str | None = None
+        size_target: str | None = None
+        include_eos: bool = False
+        optimize_move_layers_out: bool | None = None
         forward_weights_init: str | float | None = None
         recurrent_weights_init: str | float | None = None
         bias_init: str | float = 0.0
@@ -40,8 +45,11 @@ class RecLayer(LayerBase):
     @classmethod
     def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
         if isinstance(opts.unit, dict):
-            raise ctx.error('"unit" as a dict (a step-wise subnetwork with "prev:") is not supported yet; '
-                            f"use a unit string: {', '.join(sorted(UNITS))}")
+            check_unit_dict(ctx, opts.unit)
+            plan = plan_loop(ctx, opts.unit, size_target=opts.size_target, max_seq_len=opts.max_seq_len)
+            ctx.state["loop_plan"] = plan
+            ctx.state["nested_networks"] = [plan.loop]
+            return plan.stacked["output"].copy_template(ctx.name)
         if opts.unit.lower() not in UNITS:
             raise ctx.error(f'"unit": unknown unit {opts.unit!r}{did_you_mean(opts.unit.lower(), UNITS)}; '
                             f"known: {', '.join(sorted(UNITS))}")
@@ -55,8 +63,23 @@ class RecLayer(LayerBase):
         out_dim = ctx.out_feature_dim(opts.n_out, opts.out_dim)
         return src.copy_as_time_major().copy_with_feature_last().with_feature_dim(out_dim)
 
+    @classmethod
+    def nested_net_dicts(cls, layer_dict: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        unit = layer_dict.get("unit")
+        return [unit] if isinstance(unit, Mapping) else []
+
+    @classmethod
+    def sub_template(cls, ctx: LayerContext, sub: str) -> Data | None:
+        plan = ctx.state.get("loop_plan")
+        return None if plan is None else plan.stacked.get(sub)
+
     def __init__(self, ctx: LayerContext, opts: Opts):
         super().__init__(ctx)
+        self.loop: RecLoop | None = None
+        if isinstance(opts.unit, dict):
+            self.loop = RecLoop(self, ctx, ctx.state["loop_plan"], include_eos=opts.include_eos)
+            self.params.update(self.loop.params())
+            return
         self.direction = opts.direction
         path = ctx.network.path_of(ctx.name)
         scope, _, leaf = path.rpartition("/")
@@ -100,7 +123,21 @@ class RecLayer(LayerBase):
             setattr(self.unit, name, var)
             self.params[name] = var
 
-    def __call__(self, sources: Sequence[Data], *, train: bool) -> Data:
+    def nested_loss_entries(self) -> dict[str, Any]:
+        return self.loop.loss_entries() if self.loop is not None else {}
+
+    def call_with_subs(self, sources: Sequence[Data], *, train: bool,
+                       refs: Mapping[str, Data] | None = None) -> tuple[Data, dict[str, Data]]:
+        if self.loop is None:
+            return self(sources, train=train), {}
+        stacked = self.loop.run(sources, refs or {}, train=train,
+                                input_data=self.input_data(sources) if sources else None)
+        out = stacked["output"]
+        return self.out.with_tensor(out.tensor, like=out).replace(logits=out.logits), stacked
+
+    def __call__(self, sources: Sequence[Data], *, train: bool, refs: Mapping[str, Data] | None = None) -> Data:
+        if self.loop is not None:
+            return self.call_with_subs(sources, train=train, refs=refs)[0]
         x = self.input_data(sources).copy_as_time_major().copy_with_feature_last()
         y, _ = self.unit(x.tensor, x.get_dyn_size(x.time_dim), direction=self.direction, train=train)
         return self.out.with_tensor(y, like=x)

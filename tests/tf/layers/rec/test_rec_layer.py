@@ -58,7 +58,8 @@ def test_rec_unit_errors():
     with pytest.raises(LayerConfigError, match=r"layer 'output' \(class \"rec\"\): \"unit\": unknown unit 'lstmm'; "
                                                r"did you mean 'lstm'"):
         build_network({"output": {"class": "rec", "unit": "lstmm", "n_out": 3}}, extern_data=EXTERN)
-    with pytest.raises(LayerConfigError, match=r"\"unit\" as a dict .* not supported yet"):
+    with pytest.raises(LayerConfigError, match=r"layer 'output/output' \(class \"copy\"\): its template depends on "
+                                               r"'prev:output'.*give the dims explicitly"):
         build_network({"output": {"class": "rec", "unit": {"output": {"class": "copy", "from": "prev:output"}},
                                   "n_out": 3}}, extern_data=EXTERN)
     with pytest.raises(LayerConfigError, match=r"\"direction\": expected 1 or -1, got 2"):

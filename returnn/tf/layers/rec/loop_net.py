@@ -1,0 +1,84 @@
+"""The scope of the network inside a rec layer's loop: its layers see one frame (no time axis).
+
+What a layer there reads besides its siblings comes with each step's inputs: ``data:source`` (or
+``data``, the rec layer's input frame), ``data:KEY`` (a frame of an extern key, e.g. the target in
+training), ``prev:x`` (x at the previous step), ``:i`` (the step index) and ``base:x`` (a layer outside,
+whole sequence). ``LoopScope`` tells the network the templates of these (``Network(scope=...)``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import tensorflow as tf
+
+from returnn.errors import LayerConfigError
+from returnn.tensor.data import Data
+from returnn.tensor.dim import Dim
+from returnn.tf.layers.base import LayerContext
+from returnn.tf.net_graph import DATA, INDEX, PREV, Ref
+
+SOURCE = "source"
+
+
+def frame_template(data: Data, time_dim: Dim | None = None) -> Data:
+    """``data`` without its time axis (``time_dim``, default its own): one frame."""
+    time_dim = time_dim or data.time_dim
+    if time_dim is None or time_dim not in data.dims:
+        return data.copy_template()
+    return data.copy_template().with_dims([dim for dim in data.dims if dim is not time_dim], time_dim=None)
+
+
+def stacked_template(frame: Data, time_dim: Dim, *, name: str | None = None) -> Data:
+    """A frame template with ``time_dim`` in front: the per-step values stacked over time (time-major)."""
+    return frame.copy_template(name).with_dims((time_dim,) + frame.dims, time_dim=time_dim)
+
+
+def index_template() -> Data:
+    """``:i``, the step index: a scalar int32."""
+    return Data(":i", (), dtype="int32", time_dim=None, feature_dim=None)
+
+
+def index_data(i: Any) -> Data:
+    """``:i`` with its value."""
+    return index_template().with_tensor(tf.convert_to_tensor(i, tf.int32))
+
+
+class LoopScope:
+    """How the loop network of rec layer ``ctx`` resolves refs; records what each step must be given.
+
+    ``input_frame`` is one frame of the rec layer's input (None without input); ``roots`` the sublayers
+    to build (output, losses, is_output_layer, end).
+    """
+
+    inside_loop = True
+
+    def __init__(self, ctx: LayerContext, *, roots: Sequence[str], input_frame: Data | None):
+        self.ctx = ctx
+        self.roots = list(roots)
+        self.input_frame = input_frame
+        self.prev_reads: dict[str, None] = {}  # sublayers read through prev:
+        self.data_reads: dict[str, Data] = {}  # extern keys whose frames the step reads -> frame template
+
+    def template(self, net: Any, ref: Ref, *, requested_by: str) -> Data | None:
+        """Template of ``data:``, ``prev:`` and ``:i`` refs; None for others (layers, ``base:``)."""
+        if ref.kind == DATA:
+            if ref.name in (SOURCE, "data"):
+                if self.input_frame is None:
+                    raise LayerConfigError(f"layer {net.path_of(requested_by)!r}: {ref.text!r}: the rec layer has "
+                                           'no input ("from": [])')
+                return self.input_frame.copy_template(ref.text)
+            whole = self.ctx.network.data_template(ref.name, requested_by=self.ctx.name)
+            self.ctx.dependency(ref.text)
+            self.data_reads[ref.name] = frame_template(whole)
+            return self.data_reads[ref.name]
+        if ref.kind == INDEX:
+            return index_template()
+        if ref.kind == PREV:
+            self.prev_reads[ref.name] = None
+            return net.prev_template(ref.name, requested_by=requested_by)
+        return None
+
+    def target_template(self, net: Any, target: str) -> Data:
+        """A loss target inside the loop: one frame (the loss itself runs on the stacked output)."""
+        return frame_template(self.ctx.network.target_template(target, requested_by=self.ctx.name))
