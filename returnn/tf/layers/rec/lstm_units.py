@@ -26,6 +26,7 @@ class LSTMUnitBase(RecUnit):
     """Shared parts of the LSTM units: four gate blocks, state (c, h)."""
 
     gates = 4
+    state_keys = ("c", "h")
 
     def zero_state(self, batch: tf.Tensor) -> State:
         """(c, h), both zeros [batch, n_out]."""
@@ -106,11 +107,18 @@ class CudnnLSTMUnit(LSTMUnitBase):
     """cuDNN's LSTM (GPU only), with the same params as the other LSTM units (recurrent bias 0)."""
 
     def __init__(self, **kwargs):
-        if not tf.config.list_physical_devices("GPU"):
-            raise LayerConfigError(
-                f"layer '{kwargs.get('name', 'rec')}' (class \"rec\"): \"unit\": 'cudnnlstm' needs a GPU and none is "
-                f"visible; use {ALTERNATIVES} instead (same parameters, so checkpoints load unchanged)")
+        problem = self.unavailable()
+        if problem:
+            raise LayerConfigError(f"layer '{kwargs.get('name', 'rec')}' (class \"rec\"): \"unit\": {problem}")
         super().__init__(**kwargs)
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Without a visible GPU: a message naming the CPU units with the same params."""
+        if tf.config.list_physical_devices("GPU"):
+            return None
+        return (f"'cudnnlstm' needs a GPU and none is visible; use {ALTERNATIVES} instead "
+                "(same parameters, so checkpoints load unchanged)")
 
     def _run(self, x: tf.Tensor, seq_lens: tf.Tensor, direction: int, state: State) -> tuple[tf.Tensor, State]:
         c0, h0 = state

@@ -96,6 +96,7 @@ class RecUnit(tf.Module, abc.ABC):
     the constructor."""
 
     gates: int = 1  # blocks of n_out in W / W_re / b
+    state_keys: tuple[str, ...] | None = None  # names of the state's parts when it is a tuple (None: one tensor)
 
     def __init__(self, *, n_in: int, n_out: int, name: str = "rec", param_init: ParamInit = "glorot_uniform",
                  bias_init: ParamInit = 0.0, dtype: tf.DType = tf.float32, seed: int | None = None):
@@ -120,6 +121,11 @@ class RecUnit(tf.Module, abc.ABC):
         if initial_state is None:
             initial_state = self.zero_state(batch)
         return self._run(x, seq_lens, direction, as_state(initial_state))
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this unit cannot run here (e.g. no GPU), naming alternatives; None when it can."""
+        return None
 
     def zero_state(self, batch: tf.Tensor) -> State:
         """Zero initial state for ``batch`` sequences."""

@@ -9,7 +9,7 @@ import tensorflow as tf
 from returnn.errors import LayerConfigError
 from returnn.tf.layers.rec import lstm_units
 from returnn.tf.layers.rec.unit_base import reverse_valid
-from returnn.tf.layers.rec.units import UNITS, RecUnit, make_unit
+from returnn.tf.layers.rec.units import UNITS, RecUnit, make_unit, unit_key
 
 CPU_UNITS = ["nativelstm", "lstmblock", "standardlstm", "gru", "rnn"]
 LSTM_UNITS = ["nativelstm", "lstmblock", "standardlstm"]
@@ -138,8 +138,24 @@ def test_rec_unit_aliases_and_case():
     assert type(make_unit("LSTM", n_in=2, n_out=3)) is type(make_unit("nativelstm2", n_in=2, n_out=3))
 
 
+@pytest.mark.parametrize("name, unit", [("LSTMBlock", "lstmblock"), ("LSTMBlockCell", "lstmblock"),
+                                        ("LSTMBlockFused", "lstmblock"), ("BasicLSTM", "standardlstm"),
+                                        ("BasicLSTMCell", "standardlstm"), ("GRU", "gru"), ("GRUCell", "gru"),
+                                        ("GRUBlock", "gru"), ("BasicRNN", "rnn"), ("NativeLstm2", "nativelstm2"),
+                                        ("NativeLSTM", "nativelstm"), ("StandardLSTM", "standardlstm")])
+def test_rec_unit_tf_cell_names(name, unit):
+    assert unit_key(name) == unit
+    assert type(make_unit(name, n_in=2, n_out=3)) is UNITS[unit]
+
+
+def test_rec_unit_unknown_cell_name_lists_tf_names_too():
+    assert unit_key("LayerNormLSTM") is None and unit_key("cell") is None
+    with pytest.raises(LayerConfigError, match=r"unknown unit 'LayerNormLSTM'.*known: .*basiclstm.*lstmblockfused"):
+        make_unit("LayerNormLSTM", n_in=2, n_out=3)
+
+
 def test_rec_unit_unknown_unit_lists_known():
-    with pytest.raises(LayerConfigError, match=r"layer 'enc'.*\"unit\": unknown unit 'lstmm'; known: .*nativelstm"):
+    with pytest.raises(LayerConfigError, match=r"layer 'enc'.*\"unit\": unknown unit 'lstmm'; did you mean 'lstm'\?; known: .*nativelstm"):
         make_unit("lstmm", n_in=2, n_out=3, name="enc")
 
 
