@@ -131,17 +131,26 @@ class RecUnit(tf.Module, abc.ABC):
         """Zero initial state for ``batch`` sequences."""
         return tf.zeros([batch, self.n_out], self.dtype)
 
-    def step(self, x_t: tf.Tensor, state: State) -> tuple[tf.Tensor, State]:
-        """One frame: x_t [B, n_in] and the state (as ``zero_state`` makes it) -> (y_t [B, n_out], new state)."""
+    def step(self, x_t: tf.Tensor, state: State, *,
+             weights: tuple[tf.Tensor, tf.Tensor, tf.Tensor] | None = None) -> tuple[tf.Tensor, State]:
+        """One frame: x_t [B, n_in] and the state (as ``zero_state`` makes it) -> (y_t [B, n_out], new state).
+
+        ``weights``: ``read_weights()`` done once before a tf.while_loop; by default the params are read here,
+        and a read inside a loop body is kept per step for the gradient ([n_in + n, gates * n] floats a step).
+        """
+        w, w_re, b = weights if weights is not None else self.read_weights()
         x_t = tf.convert_to_tensor(x_t, self.dtype)
-        return self.cell(self.project(x_t), as_state(state), tf.convert_to_tensor(self.W_re))
+        return self.cell(tf.matmul(x_t, w) + b, as_state(state), w_re)
+
+    def read_weights(self) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """``W``, ``W_re``, ``b`` read as tensors, for ``step``."""
+        return tf.convert_to_tensor(self.W), tf.convert_to_tensor(self.W_re), tf.convert_to_tensor(self.b)
 
     def project(self, x: tf.Tensor) -> tf.Tensor:
-        """x @ W + b as one matmul over all leading axes: [..., n_in] -> [..., gates * n_out]."""
-        if x.shape.rank == 2:
-            return tf.matmul(x, self.W) + self.b
+        """x @ W + b for all frames as one matmul: [T, B, n_in] -> [T, B, gates * n_out]."""
+        shape = tf.shape(x)
         flat = tf.matmul(tf.reshape(x, [-1, self.n_in]), self.W) + self.b
-        return tf.reshape(flat, tf.concat([tf.shape(x)[:-1], [self.gates * self.n_out]], axis=0))
+        return tf.reshape(flat, [shape[0], shape[1], self.gates * self.n_out])
 
     @abc.abstractmethod
     def cell(self, z_t: tf.Tensor, state: State, w_re: tf.Tensor) -> tuple[tf.Tensor, State]:

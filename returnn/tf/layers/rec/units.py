@@ -52,7 +52,8 @@ def _unit_opts_problem(cls: type[RecUnit], unit: str, unit_opts: dict) -> str | 
     own = [p for p in inspect.signature(cls.__init__).parameters if p not in common and p != "kwargs"]
     extra = sorted(set(unit_opts) - set(own))
     if extra:
-        return f"\"unit_opts\": unit {unit!r} does not take {', '.join(extra)}; it takes: {', '.join(own) or 'no options'}"
+        takes = ", ".join(own) or "no options"
+        return f"\"unit_opts\": unit {unit!r} does not take {', '.join(extra)}; it takes: {takes}"
     return None
 
 
@@ -73,7 +74,7 @@ def unit_problem(unit: str, unit_opts: dict | None = None) -> str | None:
 def make_unit(unit: str, *, n_in: int, n_out: int, name: str = "rec", param_init: ParamInit = "glorot_uniform",
               bias_init: ParamInit = 0.0, dtype: tf.DType = tf.float32, seed: int | None = None,
               unit_opts: dict | None = None) -> RecUnit:
-    """Create the unit registered as ``unit`` (case-insensitive, TF cell names too); unknown names list the known ones."""
+    """Create the unit ``unit`` names (case-insensitive, TF cell names too); unknown names list the known ones."""
     problem = unit_problem(unit, unit_opts)
     if problem:
         raise LayerConfigError(f"layer '{name}' (class \"rec\"): {problem}")

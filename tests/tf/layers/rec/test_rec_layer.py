@@ -228,8 +228,8 @@ def test_rec_in_loop_errors(loop):
 
 
 def test_rec_last_state_sublayer_errors():
-    with pytest.raises(LayerConfigError, match=r"layer 'enc' \(class \"rec\"\): no sublayer 'last_state/c'; unit 'gru' has "
-                                               r"one state tensor \(h\); sublayers: 'enc/last_state'$"):
+    with pytest.raises(LayerConfigError, match=r"layer 'enc' \(class \"rec\"\): no sublayer 'last_state/c'; "
+                                               r"unit 'gru' has one state tensor \(h\); sublayers: 'enc/last_state'$"):
         build_network({"enc": {"class": "rec", "unit": "gru", "n_out": 3},
                        "output": {"class": "copy", "from": "enc/last_state/c"}}, extern_data=EXTERN)
     with pytest.raises(LayerConfigError, match=r"no sublayer 'state'; unit 'lstm' has the state \(c, h\).*"

@@ -155,7 +155,8 @@ def test_rec_unit_unknown_cell_name_lists_tf_names_too():
 
 
 def test_rec_unit_unknown_unit_lists_known():
-    with pytest.raises(LayerConfigError, match=r"layer 'enc'.*\"unit\": unknown unit 'lstmm'; did you mean 'lstm'\?; known: .*nativelstm"):
+    with pytest.raises(LayerConfigError,
+                       match=r"layer .enc.*\"unit\": unknown unit 'lstmm'; did you mean 'lstm'\?; known: .*nativelstm"):
         make_unit("lstmm", n_in=2, n_out=3, name="enc")
 
 
@@ -283,3 +284,27 @@ def test_rec_unit_cudnnlstm_steps_like_the_other_lstm_units():
     np.testing.assert_allclose(y.numpy(), want_y.numpy(), rtol=1e-5, atol=1e-5)
     for got, want in zip(finals, want_final):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_rec_unit_step_with_weights_read_once_in_a_while_loop():
+    """The loop can read the params once outside its body and pass them to every step."""
+    rec = make_unit("gru", n_in=N_IN, n_out=N_OUT, name="gru", bias_init=0.3, seed=1)
+    x, seq_lens = random_batch(9)
+    full_lens = np.full_like(seq_lens, x.shape[0])
+
+    @tf.function
+    def run(x):
+        weights = rec.read_weights()
+
+        def body(t, state, ys):
+            y, state = rec.step(x[t], state, weights=weights)
+            return t + 1, state, ys.write(t, y)
+
+        ys = tf.TensorArray(tf.float32, size=x.shape[0])
+        _, state, ys = tf.while_loop(lambda t, *_: t < x.shape[0], body, (0, rec.zero_state(x.shape[1]), ys))
+        return ys.stack(), state
+
+    y, state = run(tf.constant(x))
+    want_y, want_state = rec(tf.constant(x), tf.constant(full_lens))
+    np.testing.assert_allclose(y.numpy(), want_y.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(state.numpy(), want_state.numpy(), rtol=1e-5, atol=1e-5)
