@@ -236,3 +236,16 @@ def test_rec_last_state_sublayer_errors():
                                                r"'enc/last_state', 'enc/last_state/c', 'enc/last_state/h'"):
         build_network({"enc": {"class": "rec", "unit": "lstm", "n_out": 3},
                        "output": {"class": "copy", "from": "enc/state"}}, extern_data=EXTERN)
+
+
+def test_rec_in_a_subnetwork_names_params_by_path_and_exposes_last_state():
+    net = build_network({"output": {"class": "subnetwork", "subnetwork": {
+        "lstm": {"class": "rec", "unit": "lstmblock", "n_out": 3},
+        "output": {"class": "copy", "from": "lstm/last_state/h"}}}}, extern_data=EXTERN)
+    assert sorted(net.get_params()) == ["output/lstm/W", "output/lstm/W_re", "output/lstm/b"]
+    unit = net.layers["output"].subnetwork.layers["lstm"].unit
+    assert unit.W.name == "output/lstm/W:0"
+    batch = random_batch(net.extern_data, n_batch=3, max_time=5, seed=5)
+    out = net(batch)["output"].numpy()
+    y = net.layers["output"].subnetwork(dict(batch, data=net.extern_values(batch, ["data"])["data"]))["lstm"].numpy()
+    np.testing.assert_allclose(out, np.stack([y[n - 1, b] for b, n in enumerate(batch.seq_lens("data"))]), rtol=1e-6)
