@@ -249,3 +249,28 @@ def test_rec_in_a_subnetwork_names_params_by_path_and_exposes_last_state():
     out = net(batch)["output"].numpy()
     y = net.layers["output"].subnetwork(dict(batch, data=net.extern_values(batch, ["data"])["data"]))["lstm"].numpy()
     np.testing.assert_allclose(out, np.stack([y[n - 1, b] for b, n in enumerate(batch.seq_lens("data"))]), rtol=1e-6)
+
+
+def test_rec_in_loop_steps_inside_a_tf_while_loop(loop):
+    """As the rec loop will run it: initial_state and step_with_subs in a traced tf.while_loop."""
+    body = loop.body({"output": {"class": "rec", "unit": "lstm", "n_out": 3},
+                      "last": {"class": "copy", "from": "output/last_state", "is_output_layer": True}},
+                     extern_data=FRAME)
+    layer, frame = body.layers["output"], body.extern_data["data"]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 4])])
+    def run(x):
+        def step(t, state, ys):
+            out, subs, state = layer.step_with_subs([frame.with_tensor(x[:, t])], state, train=False, i=t)
+            return t + 1, state, ys.write(t, subs["last_state"].tensor)
+
+        ys = tf.TensorArray(tf.float32, size=tf.shape(x)[1])
+        _, state, ys = tf.while_loop(lambda t, *_: t < tf.shape(x)[1], step,
+                                     (0, layer.initial_state(tf.shape(x)[0]), ys))
+        return ys.stack(), state
+
+    x = np.random.default_rng(2).normal(size=(2, 5, 4)).astype(np.float32)
+    lasts, (c, h) = run(x)
+    want = loop.run(body, {"data": x})["last"]
+    np.testing.assert_allclose(lasts.numpy(), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.concatenate([c, h], axis=-1), want[-1], rtol=1e-5, atol=1e-6)
