@@ -547,8 +547,7 @@ class Network(tf.Module):
                         train: bool) -> tuple[Data, dict[str, Data], Any]:
         """One loop step of a layer with state: like ``_call_layer``, through ``layer.step``."""
         def call(sources: list[Data], refs: dict[str, Data]) -> tuple[Data, dict[str, Data], Any]:
-            out, new_state = layer.step(sources, state, train=train, i=i, refs=refs)
-            return out, {}, new_state
+            return layer.step_with_subs(sources, state, train=train, i=i, refs=refs)
         return self._run_layer(name, layer, values, train=train, call=call)
 
     def _run_layer(self, name: str, layer: LayerBase, values: Mapping[str, Data], *, train: bool,

@@ -290,6 +290,12 @@ class LayerBase(tf.Module):
         ``(output, new state)``. Only called for layers whose ``initial_state`` is not None."""
         raise TypeError(f"{type(self).__name__} has a loop state (initial_state) but does not define step")
 
+    def step_with_subs(self, sources: Sequence[Data], state: Any, *, train: bool, i: Any,
+                       refs: Mapping[str, Data] | None = None) -> tuple[Data, dict[str, Data], Any]:
+        """``step`` plus the sublayer outputs at this step (see ``call_with_subs``)."""
+        out, new_state = self.step(sources, state, train=train, i=i, refs=refs)
+        return out, {}, new_state
+
     def add_param(self, name: str, shape: Sequence[int], *, init: Any = None, dtype: str = "float32",
                   trainable: bool | None = None) -> tf.Variable:
         """A new ``tf.Variable`` named ``<layer path>/<name>`` (or the one shared through ``reuse_params``)."""

@@ -1,29 +1,40 @@
-"""The ``rec`` layer with a unit string: a recurrent unit over whole sequences, forward or backward."""
+"""The ``rec`` layer: a recurrent unit string over whole sequences (forward or backward) or one frame per
+step inside a rec loop; or a ``unit`` dict, a subnetwork run once per time step (see ``subnet``)."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import tensorflow as tf
-
 from returnn.tensor.data import Data
 from returnn.tensor.dim import Dim
-from returnn.tf.initializers import get_initializer, param_seed
-from returnn.tf.layers.base import LayerBase, LayerContext, LayerOpts, module_name, register_layer
-from returnn.tf.layers.opts import did_you_mean
+from returnn.tf.layers.base import LayerContext, LayerOpts, register_layer
 from returnn.tf.layers.rec.subnet import RecLoop, check_unit_dict, plan_loop
-from returnn.tf.layers.rec.units import UNITS, RecUnit, make_unit
+from returnn.tf.layers.rec.unit_layer import UnitLayerBase
 
 
 @register_layer("rec")
-class RecLayer(LayerBase):
-    """A recurrent unit (LSTM variants, GRU, vanilla RNN) over each sequence's valid frames.
+class RecLayer(UnitLayerBase):
+    """A recurrent unit (LSTM variants, GRU, vanilla RNN) over each sequence's valid frames, or a step-wise
+    subnetwork.
 
     Config: ``{"class": "rec", "unit": "lstm", "from": "data", "n_out": 256, "direction": -1}``.
     ``unit``: nativelstm / lstm (default; the fused native op), nativelstm2, lstmblock, standardlstm,
-    cudnnlstm (GPU), gru, rnn; ``unit_opts`` go to the unit. ``direction`` -1 runs backwards in time.
-    The output is time-major [T, B, n_out], zero on padded frames.
-    Params: ``W`` [in, gates * out], ``W_re`` [out, gates * out], ``b`` [gates * out].
+    cudnnlstm (GPU), gru, rnn, or a TensorFlow cell name (BasicLSTM, LSTMBlockFused, GRU, BasicRNN, ...;
+    case-insensitive); ``unit_opts`` go to the unit. ``direction`` -1 runs backwards in time.
+    The output is time-major [T, B, n_out], zero on padded frames. Inside a rec loop, on an input
+    without a time axis, the layer is a cell: [B, n_in] -> [B, n_out], one step per loop step, its state
+    carried by the loop (zeros at the start). ``"<name>/last_state"`` is the state at each sequence's
+    last valid frame (inside a loop: after this step), as ``get_last_hidden_state`` reads it.
+
+    A ``unit`` dict (``{"class": "rec", "from": "x", "unit": {"s": {...}, "output": {...}}}``) is a net
+    dict run once per time step: its layers see one frame and read ``data:source`` (this layer's input
+    frame), ``data:KEY``, ``prev:NAME`` (``initial_output`` at step 0), ``base:NAME`` and ``:i``. The loop
+    runs over the input's time axis, else the length of ``target`` / ``size_target``, else up to
+    ``max_seq_len`` (a number or ``"max_len_from('base:enc') * 2"``) and each sequence's ``end`` layer
+    (``include_eos``: whether the end step is part of the output). The output is the ``output`` sublayer
+    stacked over time; sublayers with a loss or ``is_output_layer`` are readable as ``"name/sub"``.
+    Params: ``W`` [in, gates * out], ``W_re`` [out, gates * out], ``b`` [gates * out], the same in and
+    outside a loop; a unit dict's sublayers' params, named ``<name>/<sublayer>/W``.
     """
 
     example = {"from": "data", "unit": "standardlstm", "n_out": 3, "direction": -1}
@@ -34,13 +45,18 @@ class RecLayer(LayerBase):
         out_dim: Dim | None = None
         direction: int = 1
         unit_opts: dict | None = None
+        forward_weights_init: str | float | None = None
+        recurrent_weights_init: str | float | None = None
+        bias_init: str | float = 0.0
         max_seq_len: int | str | None = None
         size_target: str | None = None
         include_eos: bool = False
         optimize_move_layers_out: bool | None = None
-        forward_weights_init: str | float | None = None
-        recurrent_weights_init: str | float | None = None
-        bias_init: str | float = 0.0
+
+    @classmethod
+    def nested_net_dicts(cls, layer_dict: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        unit = layer_dict.get("unit")
+        return [unit] if isinstance(unit, Mapping) else []
 
     @classmethod
     def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
@@ -50,28 +66,17 @@ class RecLayer(LayerBase):
             ctx.state["loop_plan"] = plan
             ctx.state["nested_networks"] = [plan.loop]
             return plan.stacked["output"].copy_template(ctx.name)
-        if opts.unit.lower() not in UNITS:
-            raise ctx.error(f'"unit": unknown unit {opts.unit!r}{did_you_mean(opts.unit.lower(), UNITS)}; '
-                            f"known: {', '.join(sorted(UNITS))}")
         if opts.direction not in (1, -1):
             raise ctx.error(f'"direction": expected 1 or -1, got {opts.direction!r}')
-        src = ctx.input_template()
-        if src.sparse or src.feature_dim is None or src.feature_dim.size is None:
-            raise ctx.error(f"needs dense input with a static feature dim, got {src.describe()}")
-        if src.time_dim is None or src.batch_dim_axis is None:
-            raise ctx.error(f"needs input with a batch and a time axis, got {src.describe()}")
-        out_dim = ctx.out_feature_dim(opts.n_out, opts.out_dim)
-        return src.copy_as_time_major().copy_with_feature_last().with_feature_dim(out_dim)
-
-    @classmethod
-    def nested_net_dicts(cls, layer_dict: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        unit = layer_dict.get("unit")
-        return [unit] if isinstance(unit, Mapping) else []
+        return cls.unit_out_template(ctx, unit=opts.unit, unit_opts=opts.unit_opts, n_out=opts.n_out,
+                                     out_dim=opts.out_dim, direction=opts.direction)
 
     @classmethod
     def sub_template(cls, ctx: LayerContext, sub: str) -> Data | None:
         plan = ctx.state.get("loop_plan")
-        return None if plan is None else plan.stacked.get(sub)
+        if plan is None:
+            return super().sub_template(ctx, sub)
+        return plan.stacked.get(sub)
 
     def __init__(self, ctx: LayerContext, opts: Opts):
         super().__init__(ctx)
@@ -79,49 +84,11 @@ class RecLayer(LayerBase):
         if isinstance(opts.unit, dict):
             self.loop = RecLoop(self, ctx, ctx.state["loop_plan"], include_eos=opts.include_eos)
             self.params.update(self.loop.params())
+            self.steps = False
             return
-        self.direction = opts.direction
-        path = ctx.network.path_of(ctx.name)
-        scope, _, leaf = path.rpartition("/")
-        with tf.name_scope(f"{scope}/" if scope else ""):
-            self.unit: RecUnit = make_unit(
-                opts.unit, n_in=ctx.input_template().dim, n_out=self.out.dim, name=module_name(leaf),
-                param_init=self._init_fn([opts.forward_weights_init, opts.recurrent_weights_init], path),
-                bias_init=self._init_fn([opts.bias_init], f"{path}/b"), unit_opts=opts.unit_opts)
-        self._adopt_unit_params()
-
-    def _init_fn(self, specs: Sequence[Any], name: str) -> Any:
-        """Unit initializer (shape, dtype) -> tensor from our seeded RNG, one stream per call.
-
-        The n-th call uses ``specs[n]`` (the units make ``W`` first, then ``W_re``); a None spec, or
-        one past the end, falls back to the previous one, then to ``param_init``, then to glorot_uniform.
-        """
-        default = self.ctx.common.param_init if self.ctx.common.param_init is not None else "glorot_uniform"
-        chosen = []
-        for spec in specs:
-            chosen.append(spec if spec is not None else (chosen[-1] if chosen else default))
-        initializers = [get_initializer(spec) for spec in chosen]
-        calls = []
-
-        def init(shape: Sequence[int], dtype: tf.DType) -> Any:
-            initializer = initializers[min(len(calls), len(initializers) - 1)]
-            calls.append(shape)
-            return initializer(shape, dtype, param_seed(self.ctx.network.random_seed, f"{name}#{len(calls)}"))
-
-        return init
-
-    def _adopt_unit_params(self) -> None:
-        """The unit's variables as this layer's params, named after the layer path (shared or frozen if asked)."""
-        for name, var in list(vars(self.unit).items()):
-            if not isinstance(var, tf.Variable):
-                continue
-            shared = self.ctx.network.shared_param(self.ctx, name, tuple(var.shape))
-            if shared is not None:
-                var = shared
-            elif not self.ctx.common.trainable or var.name.split(":")[0] != self.param_name(name):
-                var = tf.Variable(var, trainable=self.ctx.common.trainable, name=self.param_name(name))
-            setattr(self.unit, name, var)
-            self.params[name] = var
+        self.make_layer_unit(opts.unit, unit_opts=opts.unit_opts, direction=opts.direction,
+                             weight_inits=[opts.forward_weights_init, opts.recurrent_weights_init],
+                             bias_init=opts.bias_init)
 
     def nested_loss_entries(self) -> dict[str, Any]:
         return self.loop.loss_entries() if self.loop is not None else {}
@@ -129,7 +96,7 @@ class RecLayer(LayerBase):
     def call_with_subs(self, sources: Sequence[Data], *, train: bool,
                        refs: Mapping[str, Data] | None = None) -> tuple[Data, dict[str, Data]]:
         if self.loop is None:
-            return self(sources, train=train), {}
+            return super().call_with_subs(sources, train=train, refs=refs)
         stacked = self.loop.run(sources, refs or {}, train=train,
                                 input_data=self.input_data(sources) if sources else None)
         out = stacked["output"]
@@ -138,6 +105,4 @@ class RecLayer(LayerBase):
     def __call__(self, sources: Sequence[Data], *, train: bool, refs: Mapping[str, Data] | None = None) -> Data:
         if self.loop is not None:
             return self.call_with_subs(sources, train=train, refs=refs)[0]
-        x = self.input_data(sources).copy_as_time_major().copy_with_feature_last()
-        y, _ = self.unit(x.tensor, x.get_dyn_size(x.time_dim), direction=self.direction, train=train)
-        return self.out.with_tensor(y, like=x)
+        return super().__call__(sources, train=train)

@@ -1,7 +1,8 @@
 """LSTM units: nativelstm (fused native op), lstmblock (TF's BlockLSTM), standardlstm (TF loop), cudnnlstm.
 
 All use ``W`` [n_in, 4n], ``W_re`` [n, 4n], ``b`` [4n] with gate order j (cell input), i, f, o; the
-state is ``(c, h)``. Units that need another layout permute the weights when called.
+state is ``(c, h)``. Units that need another layout permute the weights when called. One step (``cell``,
+shared by all of them) is the reference the fused whole-sequence ops must agree with.
 """
 
 from __future__ import annotations
@@ -9,17 +10,10 @@ from __future__ import annotations
 import tensorflow as tf
 
 from returnn.errors import LayerConfigError
-from returnn.tf.layers.rec.unit_base import RecUnit, State, masked_scan, register_unit, reverse_valid, valid_mask
+from returnn.tf.layers.rec.unit_base import RecUnit, State, register_unit, reverse_valid, valid_mask
 from returnn.tf.native_op.lstm import load_native_lstm, native_lstm
 
 ALTERNATIVES = "nativelstm (the default), lstmblock or standardlstm"
-
-
-def lstm_cell(a: tf.Tensor, c_prev: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """One LSTM step from gate pre-activations a [B, 4n] (j, i, f, o): returns (c, h)."""
-    j, i, f, o = tf.split(a, 4, axis=-1)
-    c = tf.sigmoid(f) * c_prev + tf.sigmoid(i) * tf.tanh(j)
-    return c, tf.sigmoid(o) * tf.tanh(c)
 
 
 def last_valid(seq: tf.Tensor, seq_lens: tf.Tensor, initial: tf.Tensor) -> tf.Tensor:
@@ -32,11 +26,21 @@ class LSTMUnitBase(RecUnit):
     """Shared parts of the LSTM units: four gate blocks, state (c, h)."""
 
     gates = 4
+    state_keys = ("c", "h")
 
     def zero_state(self, batch: tf.Tensor) -> State:
         """(c, h), both zeros [batch, n_out]."""
         zeros = tf.zeros([batch, self.n_out], self.dtype)
         return zeros, zeros
+
+    def cell(self, z_t: tf.Tensor, state: State, w_re: tf.Tensor) -> tuple[tf.Tensor, State]:
+        """c = sigmoid(f) * c_prev + sigmoid(i) * tanh(j), h = sigmoid(o) * tanh(c), with the gate
+        pre-activations j, i, f, o = z_t + h_prev @ W_re; y_t = h."""
+        c_prev, h_prev = state
+        j, i, f, o = tf.split(z_t + tf.matmul(h_prev, w_re), 4, axis=-1)
+        c = tf.sigmoid(f) * c_prev + tf.sigmoid(i) * tf.tanh(j)
+        h = tf.sigmoid(o) * tf.tanh(c)
+        return h, (c, h)
 
     def gate_blocks(self, order: str) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """W, W_re, b with the gate blocks reordered from "jifo" to ``order`` (e.g. "ifjo")."""
@@ -71,17 +75,7 @@ class NativeLSTMUnit(LSTMUnitBase):
 
 @register_unit("standardlstm")
 class StandardLSTMUnit(LSTMUnitBase):
-    """Pure TensorFlow: input projection as one matmul, then a masked tf.while_loop over time."""
-
-    def _run(self, x: tf.Tensor, seq_lens: tf.Tensor, direction: int, state: State) -> tuple[tf.Tensor, State]:
-        w_re = tf.convert_to_tensor(self.W_re)  # read once: a read inside the loop is kept per step
-
-        def step(z_t: tf.Tensor, state: tuple) -> tuple[tf.Tensor, tuple]:
-            c, h = lstm_cell(z_t + tf.matmul(state[1], w_re), state[0])
-            return h, (c, h)
-
-        y, (c, h) = masked_scan(step, self.project(x), seq_lens, tuple(state), direction=direction)
-        return y, (c, h)
+    """Pure TensorFlow: input projection as one matmul, then ``cell`` in a masked tf.while_loop over time."""
 
 
 @register_unit("lstmblock")
@@ -113,11 +107,18 @@ class CudnnLSTMUnit(LSTMUnitBase):
     """cuDNN's LSTM (GPU only), with the same params as the other LSTM units (recurrent bias 0)."""
 
     def __init__(self, **kwargs):
-        if not tf.config.list_physical_devices("GPU"):
-            raise LayerConfigError(
-                f"layer '{kwargs.get('name', 'rec')}' (class \"rec\"): \"unit\": 'cudnnlstm' needs a GPU and none is "
-                f"visible; use {ALTERNATIVES} instead (same parameters, so checkpoints load unchanged)")
+        problem = self.unavailable()
+        if problem:
+            raise LayerConfigError(f"layer '{kwargs.get('name', 'rec')}' (class \"rec\"): \"unit\": {problem}")
         super().__init__(**kwargs)
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Without a visible GPU: a message naming the CPU units with the same params."""
+        if tf.config.list_physical_devices("GPU"):
+            return None
+        return (f"'cudnnlstm' needs a GPU and none is visible; use {ALTERNATIVES} instead "
+                "(same parameters, so checkpoints load unchanged)")
 
     def _run(self, x: tf.Tensor, seq_lens: tf.Tensor, direction: int, state: State) -> tuple[tf.Tensor, State]:
         c0, h0 = state

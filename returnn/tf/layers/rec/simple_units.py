@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from returnn.tf.layers.rec.unit_base import RecUnit, State, masked_scan, register_unit
+from returnn.tf.layers.rec.unit_base import RecUnit, State, register_unit
 
 
 @register_unit("gru")
@@ -13,32 +13,20 @@ class GRUUnit(RecUnit):
 
     gates = 3
 
-    def _run(self, x: tf.Tensor, seq_lens: tf.Tensor, direction: int, state: State) -> tuple[tf.Tensor, State]:
+    def cell(self, z_t: tf.Tensor, state: State, w_re: tf.Tensor) -> tuple[tf.Tensor, State]:
+        """r, u = sigmoid(z_t[r, u] + h_prev @ W_re[r, u]); the new h is also the output."""
         n = self.n_out
-        w_re = tf.convert_to_tensor(self.W_re)
-        w_gates, w_cand = w_re[:, : 2 * n], w_re[:, 2 * n:]
-
-        def step(z_t: tf.Tensor, state: tuple) -> tuple[tf.Tensor, tuple]:
-            (h,) = state
-            r, u = tf.split(tf.sigmoid(z_t[:, : 2 * n] + tf.matmul(h, w_gates)), 2, axis=1)
-            cand = tf.tanh(z_t[:, 2 * n:] + tf.matmul(r * h, w_cand))
-            h = u * h + (1.0 - u) * cand
-            return h, (h,)
-
-        y, (h,) = masked_scan(step, self.project(x), seq_lens, (state,), direction=direction)
-        return y, h
+        r, u = tf.split(tf.sigmoid(z_t[:, : 2 * n] + tf.matmul(state, w_re[:, : 2 * n])), 2, axis=1)
+        cand = tf.tanh(z_t[:, 2 * n:] + tf.matmul(r * state, w_re[:, 2 * n:]))
+        h = u * state + (1.0 - u) * cand
+        return h, h
 
 
 @register_unit("rnn")
 class VanillaRNNUnit(RecUnit):
     """Elman RNN: h = tanh(x @ W + b + h_prev @ W_re)."""
 
-    def _run(self, x: tf.Tensor, seq_lens: tf.Tensor, direction: int, state: State) -> tuple[tf.Tensor, State]:
-        w_re = tf.convert_to_tensor(self.W_re)
-
-        def step(z_t: tf.Tensor, state: tuple) -> tuple[tf.Tensor, tuple]:
-            h = tf.tanh(z_t + tf.matmul(state[0], w_re))
-            return h, (h,)
-
-        y, (h,) = masked_scan(step, self.project(x), seq_lens, (state,), direction=direction)
-        return y, h
+    def cell(self, z_t: tf.Tensor, state: State, w_re: tf.Tensor) -> tuple[tf.Tensor, State]:
+        """h = tanh(z_t + h_prev @ W_re), also the output."""
+        h = tf.tanh(z_t + tf.matmul(state, w_re))
+        return h, h

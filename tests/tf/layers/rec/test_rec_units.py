@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from returnn.errors import LayerConfigError
 from returnn.tf.layers.rec import lstm_units
-from returnn.tf.layers.rec.units import UNITS, RecUnit, make_unit
+from returnn.tf.layers.rec.unit_base import reverse_valid
+from returnn.tf.layers.rec.units import UNITS, RecUnit, make_unit, unit_key
 
 CPU_UNITS = ["nativelstm", "lstmblock", "standardlstm", "gru", "rnn"]
 LSTM_UNITS = ["nativelstm", "lstmblock", "standardlstm"]
@@ -137,8 +138,25 @@ def test_rec_unit_aliases_and_case():
     assert type(make_unit("LSTM", n_in=2, n_out=3)) is type(make_unit("nativelstm2", n_in=2, n_out=3))
 
 
+@pytest.mark.parametrize("name, unit", [("LSTMBlock", "lstmblock"), ("LSTMBlockCell", "lstmblock"),
+                                        ("LSTMBlockFused", "lstmblock"), ("BasicLSTM", "standardlstm"),
+                                        ("BasicLSTMCell", "standardlstm"), ("GRU", "gru"), ("GRUCell", "gru"),
+                                        ("GRUBlock", "gru"), ("BasicRNN", "rnn"), ("NativeLstm2", "nativelstm2"),
+                                        ("NativeLSTM", "nativelstm"), ("StandardLSTM", "standardlstm")])
+def test_rec_unit_tf_cell_names(name, unit):
+    assert unit_key(name) == unit
+    assert type(make_unit(name, n_in=2, n_out=3)) is UNITS[unit]
+
+
+def test_rec_unit_unknown_cell_name_lists_tf_names_too():
+    assert unit_key("LayerNormLSTM") is None and unit_key("cell") is None
+    with pytest.raises(LayerConfigError, match=r"unknown unit 'LayerNormLSTM'.*known: .*basiclstm.*lstmblockfused"):
+        make_unit("LayerNormLSTM", n_in=2, n_out=3)
+
+
 def test_rec_unit_unknown_unit_lists_known():
-    with pytest.raises(LayerConfigError, match=r"layer 'enc'.*\"unit\": unknown unit 'lstmm'; known: .*nativelstm"):
+    with pytest.raises(LayerConfigError,
+                       match=r"layer .enc.*\"unit\": unknown unit 'lstmm'; did you mean 'lstm'\?; known: .*nativelstm"):
         make_unit("lstmm", n_in=2, n_out=3, name="enc")
 
 
@@ -180,3 +198,113 @@ def test_rec_unit_cudnnlstm_graph_traces_without_gpu():
     y, (c, h) = graph.structured_outputs
     assert y.shape.as_list() == [None, None, N_OUT] and c.shape.as_list() == h.shape.as_list() == [None, N_OUT]
     assert {"CudnnRNNV3", "CudnnRNNCanonicalToParamsV2"} <= {op.type for op in graph.graph.get_operations()}
+
+
+def step_through(rec: RecUnit, x, seq_lens, state0, *, direction: int = 1):
+    """The unit run frame by frame with ``step`` (as a rec loop runs it): (y [T, B, n] with zeros on padding,
+    the state parts after each sequence's last valid frame)."""
+    x = tf.constant(x) if isinstance(x, np.ndarray) else x
+    seq_lens = tf.constant(seq_lens)
+    if direction == -1:
+        x = reverse_valid(x, seq_lens)
+    state, ys, parts = state0, [], [flat_state(state0)]
+    for t in range(x.shape[0]):
+        y, state = rec.step(x[t], state)
+        ys.append(y)
+        parts.append(flat_state(state))
+    y = tf.stack(ys) * tf.transpose(tf.sequence_mask(seq_lens, x.shape[0], y.dtype))[:, :, None]
+    if direction == -1:
+        y = reverse_valid(y, seq_lens)
+    finals = [tf.gather(tf.stack([p[k] for p in parts], axis=1), seq_lens, batch_dims=1) for k in range(len(parts[0]))]
+    return y, finals
+
+
+def random_state(unit: RecUnit, batch: int, seed: int):
+    rng = np.random.default_rng(seed)
+    parts = [tf.constant(rng.normal(size=(batch, N_OUT)).astype(np.float32)) for _ in flat_state(unit.zero_state(1))]
+    return tuple(parts) if len(parts) > 1 else parts[0]
+
+
+@pytest.mark.parametrize("direction", [1, -1])
+@pytest.mark.parametrize("unit", CPU_UNITS)
+def test_rec_unit_steps_match_whole_sequence(unit, direction):
+    x, seq_lens = random_batch(4)
+    rec = make_unit(unit, n_in=N_IN, n_out=N_OUT, name=unit, bias_init=0.1, seed=2)
+    state0 = random_state(rec, x.shape[1], seed=5)
+    want_y, want_final = rec(tf.constant(x), tf.constant(seq_lens), direction=direction, initial_state=state0)
+    y, finals = step_through(rec, x, seq_lens, state0, direction=direction)
+    np.testing.assert_allclose(y.numpy(), want_y.numpy(), rtol=1e-5, atol=1e-5)
+    assert len(finals) == len(flat_state(want_final))
+    for got, want in zip(finals, flat_state(want_final)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_rec_unit_step_shapes_and_zero_state():
+    for unit in CPU_UNITS:
+        rec = make_unit(unit, n_in=N_IN, n_out=N_OUT, name=unit)
+        state = rec.zero_state(3)
+        y, new = rec.step(tf.zeros([3, N_IN]), state)
+        assert y.shape == (3, N_OUT)
+        assert tf.nest.map_structure(lambda t: tuple(t.shape), new) == tf.nest.map_structure(
+            lambda t: tuple(t.shape), state)
+        y_list, _ = rec.step(tf.ones([3, N_IN]), list(flat_state(state)) if isinstance(state, tuple) else state)
+        np.testing.assert_allclose(y_list.numpy(), rec.step(tf.ones([3, N_IN]), state)[0].numpy())
+
+
+def test_rec_unit_lstm_step_gradients_match_whole_sequence():
+    x, seq_lens = random_batch(6)
+    rec = make_unit("nativelstm", n_in=N_IN, n_out=N_OUT, name="grad", bias_init=0.2, seed=4)
+    state0 = random_state(rec, x.shape[1], seed=7)
+    x = tf.constant(x)
+    weights = tf.range(1.0, 1.0 + N_OUT)
+
+    def grads(run):
+        with tf.GradientTape() as tape:
+            tape.watch([x, *state0])
+            y, (c, h) = run()
+            loss = tf.reduce_sum(y * weights) + tf.reduce_sum(c * c) + tf.reduce_sum(h * weights)
+        return [loss] + tape.gradient(loss, [rec.W, rec.W_re, rec.b, x, *state0])
+
+    whole = grads(lambda: rec(x, tf.constant(seq_lens), initial_state=state0))
+    stepped = grads(lambda: step_through(rec, x, seq_lens, state0))
+    for name, got, want in zip(["loss", "W", "W_re", "b", "x", "c0", "h0"], stepped, whole):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_rec_unit_cudnnlstm_steps_like_the_other_lstm_units():
+    """cuDNN itself needs a GPU; its step is the shared LSTM step on the same params."""
+    rec = lstm_units.CudnnLSTMUnit.__new__(lstm_units.CudnnLSTMUnit)
+    lstm_units.LSTMUnitBase.__init__(rec, n_in=N_IN, n_out=N_OUT, name="cudnn", bias_init=0.1, seed=1)
+    ref = make_unit("standardlstm", n_in=N_IN, n_out=N_OUT, name="ref")
+    for param in ("W", "W_re", "b"):
+        getattr(ref, param).assign(getattr(rec, param))
+    x, seq_lens = random_batch(8)
+    want_y, want_final = ref(tf.constant(x), tf.constant(seq_lens))
+    y, finals = step_through(rec, x, seq_lens, rec.zero_state(x.shape[1]))
+    np.testing.assert_allclose(y.numpy(), want_y.numpy(), rtol=1e-5, atol=1e-5)
+    for got, want in zip(finals, want_final):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_rec_unit_step_with_weights_read_once_in_a_while_loop():
+    """The loop can read the params once outside its body and pass them to every step."""
+    rec = make_unit("gru", n_in=N_IN, n_out=N_OUT, name="gru", bias_init=0.3, seed=1)
+    x, seq_lens = random_batch(9)
+    full_lens = np.full_like(seq_lens, x.shape[0])
+
+    @tf.function
+    def run(x):
+        weights = rec.read_weights()
+
+        def body(t, state, ys):
+            y, state = rec.step(x[t], state, weights=weights)
+            return t + 1, state, ys.write(t, y)
+
+        ys = tf.TensorArray(tf.float32, size=x.shape[0])
+        _, state, ys = tf.while_loop(lambda t, *_: t < x.shape[0], body, (0, rec.zero_state(x.shape[1]), ys))
+        return ys.stack(), state
+
+    y, state = run(tf.constant(x))
+    want_y, want_state = rec(tf.constant(x), tf.constant(full_lens))
+    np.testing.assert_allclose(y.numpy(), want_y.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(state.numpy(), want_state.numpy(), rtol=1e-5, atol=1e-5)
