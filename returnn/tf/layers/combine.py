@@ -90,7 +90,7 @@ class EvalLayer(LayerBase):
     """A Python/TF expression over ``source(i)`` (the i-th source aligned to the common dims).
 
     Config: ``{"class": "eval", "from": ["a", "b"], "eval": "source(0) * tf.sigmoid(source(1))"}``.
-    The expression sees ``source``, ``tf``, ``np`` and ``eval_locals``; ``out_type`` (``dim``,
+    The expression sees ``source``, ``tf``, ``np`` and ``eval_locals``; ``out_type`` (``dim``, ``shape``,
     ``dtype``, ``sparse``) describes an output that differs from the inputs.
     """
 
@@ -112,10 +112,13 @@ class EvalLayer(LayerBase):
 
     @staticmethod
     def _apply_out_type(ctx: LayerContext, template: Data, out_type: Mapping[str, Any]) -> Data:
-        """``out_type``: ``dim`` (new feature / vocab size), ``dtype``, ``sparse``."""
-        unknown = sorted(set(out_type) - {"dim", "dtype", "sparse"})
+        """``out_type``: ``dim`` (new feature / vocab size), ``shape`` (the non-batch dims, checked; its last entry
+        the feature size), ``dtype``, ``sparse``."""
+        unknown = sorted(set(out_type) - {"dim", "shape", "dtype", "sparse"})
         if unknown:
-            raise ctx.error(f'"out_type": unknown keys {unknown}; known: dim, dtype, sparse')
+            raise ctx.error(f'"out_type": unknown keys {unknown}; known: dim, shape, dtype, sparse')
+        if "shape" in out_type:
+            out_type = {**out_type, **EvalLayer._dim_from_shape(ctx, template, out_type)}
         if "dtype" in out_type:
             template = template.replace(dtype=out_type["dtype"])
         if out_type.get("sparse"):
@@ -125,6 +128,26 @@ class EvalLayer(LayerBase):
         if "dim" in out_type and out_type["dim"] != template.dim:
             template = template.with_feature_dim(ctx.out_feature_dim(out_type["dim"], None))
         return template
+
+    @staticmethod
+    def _dim_from_shape(ctx: LayerContext, template: Data, out_type: Mapping[str, Any]) -> dict[str, Any]:
+        """``out_type["shape"]`` (without the batch axis) checked against the inputs' dims; gives ``dim``."""
+        shape = tuple(out_type["shape"])
+        dims = [dim for dim in template.dims if not dim.is_batch]
+        sparse = out_type.get("sparse", False)
+        expected = len(dims) - (1 if sparse and template.feature_dim is not None else 0)
+        if len(shape) != expected:
+            raise ctx.error(f'"out_type": "shape" {shape} has {len(shape)} axes; the inputs give {expected} besides '
+                            f"the batch ({template.describe()})")
+        kept = dims if not sparse else [dim for dim in dims if dim is not template.feature_dim]
+        for size, dim in zip(shape[:-1] if not sparse else shape, kept):
+            if size is not None and dim.size is not None and size != dim.size:
+                raise ctx.error(f'"out_type": "shape" {shape}: size {size} where the inputs have {dim.describe()}')
+        if sparse or not shape or shape[-1] is None:
+            return {}
+        if "dim" in out_type and out_type["dim"] != shape[-1]:
+            raise ctx.error(f'"out_type": "dim" {out_type["dim"]} and "shape" {shape} disagree')
+        return {"dim": shape[-1]}
 
     def __init__(self, ctx: LayerContext, opts: Opts):
         super().__init__(ctx)
