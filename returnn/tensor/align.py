@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import tensorflow as tf
 
 from returnn.errors import LayerConfigError
+from returnn.tensor.data import _AUTO as _AUTO_TIME
 from returnn.tensor.data import Data
 from returnn.tensor.dim import FEATURE, Dim, feature_dim
 
@@ -82,33 +83,61 @@ def merged_dyn_sizes(sources: Sequence[Data]) -> dict[Dim, Any]:
 
 
 def concat_features_template(sources: Sequence[Data], *, name: str) -> Data:
-    """Template of ``sources`` concatenated on the feature axis, in the first source's axis order."""
+    """Template of ``sources`` concatenated on the feature axis: the other dims broadcast (a source without
+    an axis another one has is repeated along it; e.g. an encoder summary [B, F] beside frames [T, B, F]),
+    in the order of the source with the most axes."""
     if not sources:
         raise LayerConfigError("no sources to concatenate")
     if len(sources) == 1:
         return sources[0]
-    first = sources[0]
     for data in sources:
         if data.sparse or data.feature_dim is None:
             raise LayerConfigError(f"cannot concatenate {data.describe()} on the feature axis: it has none")
-        rest = [dim for dim in data.dims if dim is not data.feature_dim]
-        first_rest = [dim for dim in first.dims if dim is not first.feature_dim]
-        idxs = _match_dims(rest, first_rest)
-        if None in idxs or len(rest) != len(first_rest):
-            raise LayerConfigError(
-                f"cannot concatenate {data.describe()} with {first.describe()}: dims other than feature differ")
+    rests = [data.copy_template().with_dims([dim for dim in data.dims if dim is not data.feature_dim],
+                                            feature_dim=None) for data in sources]
+    try:
+        rest = common_dims(rests)
+    except LayerConfigError as exc:
+        raise LayerConfigError(f"cannot concatenate {', '.join(d.describe() for d in sources)}: the dims other "
+                               f"than feature do not match ({exc})") from None
+    first = max(sources, key=lambda data: data.batch_ndim)
     sizes = [data.feature_dim.size for data in sources]
     total = None if None in sizes else sum(sizes)
-    return first.copy_template(name).with_feature_dim(feature_dim(total, f"{name}:concat-feature"))
+    dims = list(rest)
+    dims.insert(min(first.feature_dim_axis, len(dims)), feature_dim(total, f"{name}:concat-feature"))
+    time_dim = first.time_dim if first.time_dim in dims else None
+    return Data(name, tuple(dims), dtype=first.dtype, time_dim=time_dim if time_dim is not None else _AUTO_TIME,
+                available_for_inference=first.available_for_inference)
 
 
 def concat_features(sources: Sequence[Data], template: Data) -> Data:
     """``sources`` concatenated on the feature axis into ``template`` (from ``concat_features_template``)."""
     if len(sources) == 1:
         return sources[0]
+    shape = _broadcast_shape(sources, template)
     tensors = []
     for data in sources:
         dims = [data.feature_dim if dim is template.feature_dim else dim for dim in template.dims]
-        tensors.append(aligned_tensor(data, dims))
+        tensor = aligned_tensor(data, dims)
+        own_shape = list(shape)
+        own_shape[template.feature_dim_axis] = tf.shape(tensor)[template.feature_dim_axis]
+        tensors.append(tf.broadcast_to(tensor, tf.stack(own_shape)))
     tensor = tf.concat(tensors, axis=template.feature_dim_axis)
     return template.with_tensor(tensor, dyn_sizes=merged_dyn_sizes(sources))
+
+
+def _broadcast_shape(sources: Sequence[Data], template: Data) -> list[Any]:
+    """The size of each non-feature axis of ``template``, taken from a source that has it."""
+    shape: list[Any] = []
+    for dim in template.dims:
+        if dim is template.feature_dim:
+            shape.append(1)
+            continue
+        size = dim.size
+        for data in sources:
+            axis = data.find_axis(dim)
+            if axis is not None and data.dims[axis] is not data.feature_dim:
+                size = tf.shape(data.tensor)[axis]
+                break
+        shape.append(size)
+    return shape

@@ -147,7 +147,8 @@ class Engine:
             return False
         old_params = {name: var.numpy() for name, var in self.network.get_params().items()}
         self.net_dict = net_dict
-        self.network = Network(net_dict, extern_data=self.network.extern_data, random_seed=self.config.int("random_seed", 42))
+        self.network = Network(net_dict, extern_data=self.network.extern_data, random_seed=self.config.int("random_seed", 42),
+                               options=self.network.options)
         new_params = self.network.get_params()
         copied = {n: v for n, v in old_params.items() if n in new_params and tuple(new_params[n].shape) == v.shape}
         self.network.load_params(copied, ignore_missing=True)

@@ -68,7 +68,8 @@ class Network(tf.Module):
 
     def __init__(self, net_dict: Mapping[str, Any], *, extern_data: ExternData | Mapping[str, Any],
                  random_seed: int = 42, parent_ctx: LayerContext | None = None, name: str = "network",
-                 roots: Sequence[str] | None = None, instantiate: bool = True, scope: Any = None):
+                 roots: Sequence[str] | None = None, instantiate: bool = True, scope: Any = None,
+                 options: Mapping[str, Any] | None = None):
         super().__init__(name=name)
         if not isinstance(net_dict, Mapping):
             raise LayerConfigError(f'"network": expected a dict of layer dicts, got {type(net_dict).__name__}')
@@ -77,6 +78,7 @@ class Network(tf.Module):
         self.random_seed = int(random_seed)
         self.parent_ctx = parent_ctx
         self.scope = scope  # resolves refs from outside (a rec loop's frames, prev:, :i); see outer_template
+        self.options = dict(options or {})  # network-wide config options (optimize_move_layers_out, ...)
         self.graph = NetGraph(self.net_dict, where=self.path_of("") or "network", path_of=self.path_of)
         self.layers: dict[str, LayerBase] = {}
         self.templates: dict[str, Data] = {}
@@ -109,7 +111,9 @@ class Network(tf.Module):
             raise ConfigError('config key "network": missing; expected a dict of layer dicts')
         if not isinstance(net_dict, Mapping):
             raise ConfigError(f'config key "network": expected a dict of layer dicts, got {type(net_dict).__name__}')
-        net = cls(net_dict, extern_data=ExternData.from_config(config), random_seed=config.int("random_seed", 42))
+        options = {"optimize_move_layers_out": config.bool("optimize_move_layers_out", True)}
+        net = cls(net_dict, extern_data=ExternData.from_config(config), random_seed=config.int("random_seed", 42),
+                  options=options)
         if config.bool("debug_print_layer_output_template", False):
             net.print_templates()
         return net
@@ -126,6 +130,12 @@ class Network(tf.Module):
                 return self.parent_ctx.batch_size()
             raise LayerConstructionError("the batch size is only known while the network runs")
         return self._batch_size
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """A network-wide option (from the config), as the root network has it."""
+        if self.parent_ctx is not None:
+            return self.parent_ctx.network.option(key, default)
+        return self.options.get(key, default)
 
     def require_batch_size(self) -> None:
         """A layer needs ``batch_size()`` without reading data: the root network then reads at least one extern key."""
@@ -501,6 +511,8 @@ class Network(tf.Module):
                     subs_out.append(f"{name}/{sub}")
                 if name in registered:
                     values[f"{_DATA_PREFIX}{registered[name]}"] = values[name]
+                if self.scope is not None:
+                    values.update(self.scope.after_layer(name, values))
         finally:
             self._batch_size = None
         return {name: values[name] for name in list(self.layers) + subs_out}

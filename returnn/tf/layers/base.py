@@ -176,6 +176,10 @@ class LayerContext:
         """Say in ``out_template`` that ``batch_size()`` will be asked without a source to take it from."""
         self.network.require_batch_size()
 
+    def option(self, key: str, default: Any = None) -> Any:
+        """A network-wide option from the config (e.g. ``optimize_move_layers_out``)."""
+        return self.network.option(key, default)
+
     @property
     def random_seed(self) -> int:
         """The network's seed, for params and random layers."""
@@ -241,6 +245,8 @@ class LayerBase(tf.Module):
     example_extern_data: ClassVar[Mapping[str, Any] | None] = None
     default_from: ClassVar[Any] = "data"
     accepts_source_axes: ClassVar[bool] = False
+    frame_wise: ClassVar[bool] = False  # each frame's output depends on that frame alone (or, for a recurrent
+    # cell, on the frames so far): the rec loop optimizer may run it on whole sequences
 
     @classmethod
     def nested_net_dicts(cls, layer_dict: Mapping[str, Any]) -> list[Mapping[str, Any]]:

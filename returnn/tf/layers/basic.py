@@ -47,6 +47,8 @@ class CopyLayer(LayerBase):
     Config: ``{"class": "copy", "from": ["a", "b"]}``
     """
 
+    frame_wise = True
+
     example = {"from": ["data", "data"]}
 
     @classmethod
@@ -65,6 +67,8 @@ class DropoutLayer(CopyLayer):
     Config: ``{"class": "dropout", "from": "enc", "dropout": 0.1, "dropout_noise_shape": {"T": 1}}``
     """
 
+    frame_wise = True
+
     example = {"from": "data", "dropout": 0.5}
 
 
@@ -74,6 +78,8 @@ class ActivationLayer(LayerBase):
 
     Config: ``{"class": "activation", "from": "x", "activation": "relu"}``
     """
+
+    frame_wise = True
 
     example = {"from": "data", "activation": "tanh"}
 

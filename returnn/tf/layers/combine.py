@@ -61,6 +61,8 @@ class CombineLayer(LayerBase):
     floordiv, maximum, minimum, average, squared_difference, logical_and, logical_or.
     """
 
+    frame_wise = True
+
     example = {"kind": "mul", "from": ["data", "data"]}
 
     class Opts(LayerOpts):

@@ -26,6 +26,8 @@ class CastLayer(LayerBase):
     Config: ``{"class": "cast", "from": "data:classes", "dtype": "float32"}``
     """
 
+    frame_wise = True
+
     example = {"from": "data:classes", "dtype": "float32"}
 
     class Opts(LayerOpts):
@@ -56,6 +58,8 @@ class CompareLayer(LayerBase):
     Config: ``{"class": "compare", "from": "x", "kind": "greater", "value": 0.5}``; kinds: equal, not_equal,
     less, less_equal, greater, greater_equal. Several results are combined with logical and.
     """
+
+    frame_wise = True
 
     example = {"from": "data", "kind": "greater", "value": 0.0}
 

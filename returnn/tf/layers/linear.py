@@ -19,6 +19,8 @@ class LinearLayer(LayerBase):
     Params: ``W`` [in, out] and ``b`` [out], named as in RETURNN checkpoints.
     """
 
+    frame_wise = True
+
     example = {"from": "data", "n_out": 3, "activation": "tanh"}
     default_activation: str | None = None
 

@@ -62,9 +62,13 @@ class RecLayer(UnitLayerBase):
     def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
         if isinstance(opts.unit, dict):
             check_unit_dict(ctx, opts.unit)
-            plan = plan_loop(ctx, opts.unit, size_target=opts.size_target, max_seq_len=opts.max_seq_len)
+            optimize = opts.optimize_move_layers_out
+            if optimize is None:
+                optimize = ctx.option("optimize_move_layers_out", True)
+            plan = plan_loop(ctx, opts.unit, size_target=opts.size_target, max_seq_len=opts.max_seq_len,
+                             optimize=optimize)
             ctx.state["loop_plan"] = plan
-            ctx.state["nested_networks"] = [plan.loop]
+            ctx.state["nested_networks"] = plan.networks()
             return plan.stacked["output"].copy_template(ctx.name)
         if opts.direction not in (1, -1):
             raise ctx.error(f'"direction": expected 1 or -1, got {opts.direction!r}')

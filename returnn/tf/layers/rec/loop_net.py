@@ -8,7 +8,7 @@ whole sequence). ``LoopScope`` tells the network the templates of these (``Netwo
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import tensorflow as tf
 
@@ -16,7 +16,7 @@ from returnn.errors import LayerConfigError
 from returnn.tensor.data import Data
 from returnn.tensor.dim import Dim
 from returnn.tf.layers.base import LayerContext
-from returnn.tf.net_graph import DATA, INDEX, PREV, Ref
+from returnn.tf.net_graph import DATA, INDEX, LAYER, PREV, Ref
 
 SOURCE = "source"
 
@@ -53,11 +53,14 @@ class LoopScope:
 
     inside_loop = True
 
-    def __init__(self, ctx: LayerContext, *, roots: Sequence[str], input_frame: Data | None):
+    def __init__(self, ctx: LayerContext, *, roots: Sequence[str], input_frame: Data | None,
+                 outside: Mapping[str, Data] | None = None):
         self.ctx = ctx
         self.roots = list(roots)
         self.input_frame = input_frame
+        self.outside = dict(outside or {})  # sublayers computed before the loop -> their frame templates
         self.prev_reads: dict[str, None] = {}  # sublayers read through prev:
+        self.outside_reads: dict[str, None] = {}  # "x" / "prev:x" of sublayers computed before the loop
         self.data_reads: dict[str, Data] = {}  # extern keys whose frames the step reads -> frame template
 
     def template(self, net: Any, ref: Ref, *, requested_by: str) -> Data | None:
@@ -74,10 +77,17 @@ class LoopScope:
             return self.data_reads[ref.name]
         if ref.kind == INDEX:
             return index_template()
+        if ref.kind in (LAYER, PREV) and ref.layer in self.outside and ref.name == ref.layer:
+            self.outside_reads[ref.text] = None
+            return self.outside[ref.name].copy_template(ref.text)
         if ref.kind == PREV:
             self.prev_reads[ref.name] = None
             return net.prev_template(ref.name, requested_by=requested_by)
         return None
+
+    def after_layer(self, name: str, values: Mapping[str, Data]) -> dict[str, Data]:
+        """Values derived from a layer's output within a step: none (``prev:`` comes with the next step)."""
+        return {}
 
     def target_template(self, net: Any, target: str) -> Data:
         """A loss target inside the loop: one frame (the loss itself runs on the stacked output)."""

@@ -19,7 +19,9 @@ from returnn.errors import LayerConfigError
 from returnn.tensor.data import Data
 from returnn.tensor.dim import Dim, spatial_dim
 from returnn.tf.layers.base import LayerContext
+from returnn.tensor.align import aligned_tensor
 from returnn.tf.layers.rec.loop_net import LoopScope, frame_template, index_data, stacked_template
+from returnn.tf.layers.rec.optimize import SeqScope, on_loop_time, partition, shifted
 from returnn.tf.losses import LossEntry, make_loss
 from returnn.tf.net_graph import NetGraph, is_root
 
@@ -28,34 +30,46 @@ _MAX_LEN_FROM = re.compile(r"max_len_from\(\s*['\"]([^'\"]+)['\"]\s*\)")
 
 @dataclasses.dataclass
 class LoopPlan:
-    """What the template pass decided: the loop network, where its length comes from, what is stacked."""
+    """What the template pass decided: the networks (before the loop, in it, after it), where the loop length
+    comes from, and the stacked templates of the sublayers others read (output, losses, is_output_layer)."""
 
-    loop: Any  # the Network of the loop body
-    scope: LoopScope
     time_dim: Dim
-    has_input: bool
+    input_whole: Data | None  # the rec layer's input, time-major
     length_key: str | None  # "data:KEY" whose time axis gives the loop length
     max_seq_len: Any  # int, expression string or None
-    stacked: dict[str, Data]  # sublayer -> stacked template (output, losses, is_output_layer, read from outside)
-    losses: dict[str, Any]  # sublayer -> (Loss, scale, target layer key or None)
+    loop: Any  # the Network run per step (None when every sublayer moved out)
+    scope: LoopScope | None
+    before: Any  # the Network of the input side (None: nothing moved there)
+    after: Any  # the Network of the output side
+    stacked: dict[str, Data]  # sublayer -> stacked template (time-major)
+    losses: dict[str, Any]  # sublayer -> (Loss, scale)
+    initial_output: dict[str, Any]  # sublayer -> its initial_output option
+
+    @property
+    def known_length(self) -> bool:
+        return self.input_whole is not None or self.length_key is not None
+
+    def networks(self) -> list[Any]:
+        return [net for net in (self.before, self.loop, self.after) if net is not None]
+
+    def where(self, name: str) -> Any:
+        """The network computing sublayer ``name``."""
+        return next(net for net in self.networks() if name in net.templates)
 
 
-def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | None,
-              max_seq_len: Any) -> LoopPlan:
+def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | None, max_seq_len: Any,
+              optimize: bool) -> LoopPlan:
     """Templates of the unit's layers and the loop's length source; errors name the rec layer and sublayer."""
     if "output" not in unit:
         raise ctx.error(f'"unit": the subnetwork needs an "output" layer; it has: {", ".join(unit) or "none"}')
-    graph = NetGraph(unit, path_of=lambda name: f"{ctx.path}/{name}")
-    roots = [name for name, layer in unit.items() if is_root(name, layer)] + (["end"] if "end" in unit else [])
-    has_input = bool(ctx.sources)
-    length_key = None
-    if has_input:
+    input_whole, length_key, time_dim = None, None, None
+    if ctx.sources:
         src = ctx.input_template()
         if src.time_dim is None or src.batch_dim_axis is None:
             raise ctx.error(f"needs input with a batch and a time axis, got {src.describe()}")
-        time_dim, input_frame = src.time_dim, frame_template(src)
+        input_whole = src.copy_as_time_major()
+        time_dim = src.time_dim
     else:
-        input_frame = None
         target = size_target or ctx.common.target
         if target is not None:
             whole = ctx.network.data_template(target, requested_by=ctx.name)
@@ -63,35 +77,92 @@ def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | 
             if whole.time_dim is None:
                 raise ctx.error(f'"target" {target!r}: has no time axis to take the loop length from')
             time_dim, length_key = whole.time_dim, f"data:{target}"
-        elif max_seq_len is not None or "end" in unit:
+        elif max_seq_len is not None:
+            if "end" not in unit:
+                raise ctx.error('"max_seq_len" without an "end" sublayer: add "end" (bool per sequence), or give '
+                                '"target" / "size_target"')
             time_dim = spatial_dim(None, f"{ctx.name}:time")
-            if max_seq_len is None:
-                raise ctx.error('has an "end" layer but no "max_seq_len"; give "max_seq_len" (a number or an '
-                                "expression like \"max_len_from('base:encoder') * 3\")")
+        elif "end" in unit:
+            raise ctx.error('has an "end" layer but no "max_seq_len"; give "max_seq_len" (a number or an '
+                            "expression like \"max_len_from('base:encoder') * 3\")")
         else:
             raise ctx.error('cannot know the loop length: no "from" with a time axis, no "target" / "size_target", '
                             'no "max_seq_len" with an "end" layer')
     if isinstance(max_seq_len, str):
         for ref in _MAX_LEN_FROM.findall(max_seq_len):
             ctx.dependency(ref[len("base:"):] if ref.startswith("base:") else ref)
-    del graph
-    scope = LoopScope(ctx, roots=roots, input_frame=input_frame)
-    loop = ctx.make_subnetwork(unit, extern_data={}, loop=scope)
-    stacked, losses = {}, {}
-    for name, layer in unit.items():
-        if name not in loop.templates:
-            continue
-        if name == "output" or is_root(name, layer):
-            stacked[name] = stacked_template(loop.templates[name], time_dim, name=f"{ctx.name}/{name}")
-    for name in loop.templates:
-        common = loop._pending[name].ctx.common
-        if common.loss:
-            target = common.target or "classes"
-            whole_target = ctx.network.target_template(target, requested_by=ctx.name)
-            loss = make_loss(common.loss, common.loss_opts or {}, output=stacked[name], target=whole_target,
-                             target_name=target, where=loop._pending[name].ctx.where())
-            losses[name] = (loss, common.loss_scale)
-    return LoopPlan(loop, scope, time_dim, has_input, length_key, max_seq_len, stacked, losses)
+    initial_output = {name: layer.get("initial_output") for name, layer in unit.items()}
+    for spec in initial_output.values():
+        if isinstance(spec, str) and spec.startswith("base:"):
+            ctx.dependency(spec[len("base:"):])
+    known = input_whole is not None or length_key is not None
+    roots = [name for name, layer in unit.items() if is_root(name, layer)] + ([] if known or "end" not in unit
+                                                                              else ["end"])
+    graph = NetGraph(unit, path_of=lambda name: f"{ctx.path}/{name}")
+    if optimize and known:
+        before, inloop, after = partition(graph, graph.order(roots), forced=[])
+    else:
+        before, inloop, after = [], None, []
+    plan = _build_networks(ctx, unit, graph, roots, time_dim, input_whole, before, inloop, after)
+    plan.length_key, plan.max_seq_len, plan.initial_output = length_key, max_seq_len, initial_output
+    for name, spec in initial_output.items():
+        if spec is not None:
+            _check_initial_output(ctx, name, spec)
+    return plan
+
+
+def _build_networks(ctx: LayerContext, unit: Mapping[str, Any], graph: NetGraph, roots: list[str], time_dim: Dim,
+                    input_whole: Data | None, before: list[str], inloop: list[str] | None,
+                    after: list[str]) -> LoopPlan:
+    """The networks of the plan (``inloop`` None: all of ``roots`` and what they read run in the loop)."""
+    pre = post = loop = scope = None
+    templates: dict[str, Data] = {}
+    if before:
+        pre_scope = SeqScope(ctx, roots=before, time_dim=time_dim, input_whole=input_whole, outside={})
+        pre = ctx.make_subnetwork({n: unit[n] for n in before}, extern_data={}, loop=pre_scope)
+        templates.update((n, _as_stacked(ctx, pre.templates[n], time_dim)) for n in before)
+    if inloop is None or inloop:
+        outside = {n: frame_template(pre.templates[n], time_dim) for n in before}
+        scope = LoopScope(ctx, roots=inloop if inloop is not None else roots,
+                          input_frame=None if input_whole is None else frame_template(input_whole),
+                          outside=outside)
+        loop = ctx.make_subnetwork({n: layer for n, layer in unit.items() if inloop is None or n in inloop},
+                                   extern_data={}, loop=scope)
+        templates.update((n, stacked_template(t, time_dim, name=f"{ctx.name}/{n}")) for n, t in loop.templates.items())
+    if after:
+        outside = {n: templates[n] for n in templates}
+        post_scope = SeqScope(ctx, roots=after, time_dim=time_dim, input_whole=input_whole, outside=outside)
+        post = ctx.make_subnetwork({n: unit[n] for n in after}, extern_data={}, loop=post_scope)
+        templates.update((n, _as_stacked(ctx, post.templates[n], time_dim)) for n in after)
+    stacked = {name: templates[name] for name, layer in unit.items()
+               if name in templates and (is_root(name, layer) or name == "end")}
+    losses = {}
+    for net in (pre, loop, post):
+        for name, pending in ({} if net is None else net._pending).items():
+            common = pending.ctx.common
+            if common.loss:
+                target = common.target or "classes"
+                whole_target = ctx.network.target_template(target, requested_by=ctx.name)
+                loss = make_loss(common.loss, common.loss_opts or {}, output=stacked[name], target=whole_target,
+                                 target_name=target, where=pending.ctx.where())
+                losses[name] = (loss, common.loss_scale)
+    return LoopPlan(time_dim, input_whole, None, None, loop, scope, pre, post, stacked, losses, {})
+
+
+def _as_stacked(ctx: LayerContext, seq: Data, time_dim: Dim) -> Data:
+    """The stacked (time-major) template of a sublayer computed on whole sequences."""
+    if time_dim not in seq.dims:
+        raise ctx.error(f"sublayer {seq.name!r} moved out of the loop has no loop time axis ({seq.describe()}); "
+                        f'set "optimize_move_layers_out": False')
+    return stacked_template(frame_template(seq, time_dim), time_dim, name=f"{ctx.name}/{seq.name}")
+
+
+def _check_initial_output(ctx: LayerContext, name: str, spec: Any) -> None:
+    ok = (spec in ("zeros", "ones", "var") or (isinstance(spec, (int, float)) and not isinstance(spec, bool))
+          or (isinstance(spec, str) and spec.startswith("base:")))
+    if not ok:
+        raise ctx.error(f'sublayer {name!r}: "initial_output": expected 0, "zeros", "ones", a number, '
+                        f'"base:LAYER" or "var", got {spec!r}')
 
 
 def _initial_output(ctx: LayerContext, name: str, template: Data, spec: Any, batch_size: Any,
@@ -109,77 +180,121 @@ def _initial_output(ctx: LayerContext, name: str, template: Data, spec: Any, bat
         return tf.broadcast_to(tf.cast(variables[name], dtype), shape)
     if isinstance(spec, str) and spec.startswith("base:"):
         return tf.cast(tf.broadcast_to(refs[spec[len("base:"):]].tensor, shape), dtype)
-    raise ctx.error(f'sublayer {name!r}: "initial_output": expected 0, "zeros", "ones", a number, "base:LAYER" or '
-                    f'"var", got {spec!r}')
+    raise AssertionError(f"initial_output {spec!r} of {name!r} was not checked")
 
 
 class RecLoop:
-    """The runtime of a ``LoopPlan``: instantiates the loop network and runs it step by step."""
+    """The runtime of a ``LoopPlan``: instantiates its networks and runs them (the loop one step at a time)."""
 
     def __init__(self, owner: Any, ctx: LayerContext, plan: LoopPlan, *, include_eos: bool):
         self.ctx, self.plan, self.include_eos = ctx, plan, include_eos
-        self.loop = plan.loop
-        self.loop.instantiate()
+        for net in plan.networks():
+            net.instantiate()
         self.initial_vars: dict[str, tf.Variable] = {}
-        for name in plan.scope.prev_reads:
-            spec = self.loop._pending[name].ctx.common.initial_output
-            if isinstance(spec, str) and spec.startswith("base:"):
-                ctx.dependency(spec[len("base:"):])
-            if spec == "var":
-                size = self.loop.templates[name].dim
+        for name, spec in plan.initial_output.items():
+            if spec == "var" and any(name in net.templates for net in plan.networks()):
+                size = plan.stacked[name].dim if name in plan.stacked else plan.where(name).templates[name].dim
                 self.initial_vars[name] = owner.add_param(f"{name}/initial_output", (size,), init=0.0)
 
     def params(self) -> dict[str, tf.Variable]:
-        """Every variable of the loop network, by name."""
-        return self.loop.get_params()
+        """Every variable of the loop's networks, by name."""
+        params: dict[str, tf.Variable] = {}
+        for net in self.plan.networks():
+            params.update(net.get_params())
+        return params
 
     def loss_entries(self) -> dict[str, LossEntry]:
         return {name: LossEntry(loss, scale, output_key=name) for name, (loss, scale) in self.plan.losses.items()}
 
+    def _initial(self, name: str, frame: Data, refs: Mapping[str, Data]) -> Any:
+        return _initial_output(self.ctx, name, frame, self.plan.initial_output.get(name), self.ctx.batch_size(),
+                               refs, self.initial_vars)
+
     def run(self, sources: Sequence[Data], refs: Mapping[str, Data], *, train: bool,
             input_data: Data | None) -> dict[str, Data]:
         """The stacked outputs of ``plan.stacked`` (time-major, masked beyond each sequence's length)."""
-        plan, loop = self.plan, self.loop
-        batch_size = self.ctx.batch_size()
-        frames: dict[str, tf.TensorArray] = {}
+        plan = self.plan
+        whole: dict[str, Data] = {}
         if input_data is not None:
             x = input_data.copy_as_time_major()
+            whole["data:source"] = whole["data"] = x
             max_len, seq_lens = tf.shape(x.tensor)[0], x.get_dyn_size(x.time_dim)
-            frames["data:source"] = _unstack(x.tensor)
         elif plan.length_key is not None:
-            whole = refs[plan.length_key]
-            max_len = tf.shape(whole.tensor)[whole.time_dim_axis]
-            seq_lens = whole.get_dyn_size(whole.time_dim)
+            target = refs[plan.length_key]
+            max_len, seq_lens = tf.shape(target.tensor)[target.time_dim_axis], target.get_dyn_size(target.time_dim)
         else:
-            max_len, seq_lens = self._max_seq_len(refs, batch_size), None
-        for key in plan.scope.data_reads:
-            whole = refs[f"data:{key}"]
-            frames[f"data:{key}"] = _unstack(whole.copy_as_time_major().tensor if whole.time_dim is not None
-                                             else whole.tensor)
-        base = {ref: refs[outer] for ref, outer in loop.outer_sources.items()}
-        prevs = {name: _initial_output(self.ctx, name, loop.templates[name],
-                                       loop._pending[name].ctx.common.initial_output, batch_size, refs,
-                                       self.initial_vars)
-                 for name in plan.scope.prev_reads}
+            max_len, seq_lens = self._max_seq_len(refs), None
+        whole.update((ref, on_loop_time(value, plan.time_dim)) for ref, value in refs.items() if ref.startswith("data:"))
+        values: dict[str, Data] = {}
+        for net in plan.networks():
+            for scope in (net.scope,):
+                if hasattr(scope, "initial_frame"):
+                    scope.initial_frame = lambda name, frame: self._initial(name, frame, refs)
+            batch = {ref: refs[outer] for ref, outer in net.outer_sources.items()}
+            batch.update((ref, value) for ref, value in whole.items() if ref in net.outer_refs)
+            if net is plan.loop:
+                values.update(self._run_loop(batch, values, refs, max_len, seq_lens, train=train))
+                if seq_lens is None:
+                    seq_lens = values.pop(":seq_lens")
+                continue
+            batch.update(self._outside_values(net.scope, values, refs))
+            outputs = net(batch, train=train)
+            values.update((name, outputs[name]) for name in net.templates)
+        result = {}
+        for name, template in plan.stacked.items():
+            tensor = aligned_tensor(values[name], template.dims)
+            data = template.with_tensor(tensor, dyn_sizes={plan.time_dim: seq_lens})
+            result[name] = data.replace(tensor=data.masked_tensor(), logits=_aligned_logits(values[name], template))
+        return result
+
+    def _outside_values(self, scope: Any, values: Mapping[str, Data], refs: Mapping[str, Data]) -> dict[str, Data]:
+        """``x`` and ``prev:x`` of sublayers computed in an earlier network, as whole sequences."""
+        result = {}
+        for ref in scope.outside_reads:
+            name = ref[len("prev:"):] if ref.startswith("prev:") else ref
+            value = values[name]
+            if ref.startswith("prev:"):
+                value = shifted(value, self.plan.time_dim,
+                                self._initial(name, frame_template(value, self.plan.time_dim), refs))
+            result[ref] = value
+        return result
+
+    def _run_loop(self, batch: Mapping[str, Data], before: Mapping[str, Data], refs: Mapping[str, Data],
+                  max_len: Any, seq_lens: Any, *, train: bool) -> dict[str, Data]:
+        """The loop network step by step in one tf.while_loop: its sublayers stacked over time."""
+        plan, loop, scope = self.plan, self.plan.loop, self.plan.scope
+        batch_size = self.ctx.batch_size()
+        time_dim = plan.time_dim
+        frames: dict[str, tuple[tf.TensorArray, Data]] = {}
+        fixed: dict[str, Data] = {}
+        per_step = dict(batch)
+        per_step.update(self._outside_values(scope, before, refs))
+        for ref, value in per_step.items():
+            if time_dim in value.dims:
+                frames[ref] = (_unstack(value.copy_move_axis(value.dims.index(time_dim), 0).tensor),
+                               frame_template(value, time_dim).copy_template(ref))
+            else:
+                fixed[ref] = value
+        if "data:source" in frames:
+            frames.pop("data", None)
+        prevs = {name: self._initial(name, loop.templates[name], refs) for name in scope.prev_reads}
         states = loop.initial_states(batch_size)
         known_len = seq_lens is not None
-        outs = {name: tf.TensorArray(tf.as_dtype(t.dtype), size=0 if not known_len else max_len,
-                                     dynamic_size=not known_len, element_shape=None) for name, t in plan.stacked.items()}
-        logit_names = [name for name in plan.stacked if _gives_logits(loop.layers[name])]
-        logits = {name: tf.TensorArray(tf.float32, size=0 if not known_len else max_len, dynamic_size=not known_len)
+        stacked_names = [name for name in loop.templates]
+        outs = {name: tf.TensorArray(tf.as_dtype(loop.templates[name].dtype), size=max_len if known_len else 0,
+                                     dynamic_size=not known_len) for name in stacked_names}
+        logit_names = [name for name in stacked_names if _gives_logits(loop.layers[name])]
+        logits = {name: tf.TensorArray(tf.float32, size=max_len if known_len else 0, dynamic_size=not known_len)
                   for name in logit_names}
         ended = tf.zeros([batch_size], tf.bool)
         end_lens = tf.zeros([batch_size], tf.int32)
 
         def body(i, prevs, states, outs, logits, ended, end_lens):
-            inputs = dict(base)
-            for ref, ta in frames.items():
-                frame = ta.read(i)
-                key = ref[len("data:"):]
-                template = plan.scope.input_frame if key == "source" else plan.scope.data_reads[key]
-                inputs[ref] = template.with_tensor(frame)
-                if key == "source":
-                    inputs["data"] = inputs[ref]
+            inputs = dict(fixed)
+            for ref, (ta, template) in frames.items():
+                inputs[ref] = template.with_tensor(ta.read(i))
+            if "data:source" in inputs:
+                inputs["data"] = inputs["data:source"]
             inputs[":i"] = index_data(i)
             for name, value in prevs.items():
                 inputs[f"prev:{name}"] = loop.templates[name].copy_template(f"prev:{name}").with_tensor(value)
@@ -187,7 +302,7 @@ class RecLoop:
             outs = {name: ta.write(i, values[name].tensor) for name, ta in outs.items()}
             logits = {name: ta.write(i, tf.cast(values[name].logits, tf.float32)) for name, ta in logits.items()}
             new_prevs = {name: values[name].tensor for name in prevs}
-            if not known_len and "end" in values:
+            if not known_len:
                 end_now = tf.reshape(tf.cast(values["end"].tensor, tf.bool), [batch_size])
                 first = tf.logical_and(end_now, tf.logical_not(ended))
                 end_lens = tf.where(first, i + (1 if self.include_eos else 0), end_lens)
@@ -201,18 +316,17 @@ class RecLoop:
         invariants = tf.nest.map_structure(_relaxed, loop_vars)
         i, _, _, outs, logits, ended, end_lens = tf.while_loop(
             cond, body, loop_vars, shape_invariants=invariants, maximum_iterations=max_len)
+        result: dict[str, Data] = {}
         if not known_len:
             seq_lens = tf.where(ended, end_lens, tf.fill([batch_size], i))
-        result = {}
-        for name, template in plan.stacked.items():
-            data = template.with_tensor(outs[name].stack(), dyn_sizes={plan.time_dim: seq_lens})
-            data = data.replace(tensor=data.masked_tensor())
-            if name in logits:
-                data = data.replace(logits=logits[name].stack())
-            result[name] = data
+            result[":seq_lens"] = seq_lens
+        for name in stacked_names:
+            template = stacked_template(loop.templates[name], time_dim, name=name)
+            data = template.with_tensor(outs[name].stack(), dyn_sizes={time_dim: seq_lens})
+            result[name] = data.replace(logits=logits[name].stack() if name in logits else None)
         return result
 
-    def _max_seq_len(self, refs: Mapping[str, Data], batch_size: Any) -> Any:
+    def _max_seq_len(self, refs: Mapping[str, Data]) -> Any:
         """``max_seq_len``: a number, or an expression over ``max_len_from('base:x')``."""
         spec = self.plan.max_seq_len
         if not isinstance(spec, str):
@@ -227,6 +341,13 @@ class RecLoop:
         except Exception as exc:
             raise self.ctx.error(f'"max_seq_len" {spec!r}: {type(exc).__name__}: {exc}') from None
         return tf.cast(value, tf.int32)
+
+
+def _aligned_logits(value: Data, template: Data) -> Any:
+    """The logits of a softmax sublayer in the stacked layout (None when it has none)."""
+    if value.logits is None:
+        return None
+    return aligned_tensor(value.replace(tensor=value.logits), template.dims)
 
 
 def _unstack(tensor: Any) -> tf.TensorArray:

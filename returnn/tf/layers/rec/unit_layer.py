@@ -31,6 +31,8 @@ class UnitLayerBase(LayerBase):
     """A layer running one recurrent unit (see the module docstring); subclasses declare ``Opts`` and
     call ``unit_out_template`` and ``make_layer_unit``."""
 
+    frame_wise = True
+
     @classmethod
     def runs_steps(cls, ctx: LayerContext) -> bool:
         """Whether this layer runs one frame per step (inside a rec loop, on input without a time axis)."""
