@@ -117,9 +117,12 @@ class Data:
     # ---- deriving templates ----
 
     def replace(self, **changes: Any) -> Data:
-        """A copy with fields changed; time/feature dims reset when their dim is gone, logits when the tensor is new."""
+        """A copy with fields changed; time/feature dims reset when their dim is gone (a missing time dim is looked
+        for again among new dims), logits when the tensor is new."""
         if "tensor" in changes and "logits" not in changes:
             changes["logits"] = None
+        if "dims" in changes and "time_dim" not in changes and self.time_dim is None:
+            changes["time_dim"] = _AUTO  # new dims (e.g. an encoder axis beside a loop frame): find the time dim anew
         return dataclasses.replace(self, **changes)
 
     def copy_template(self, name: str | None = None) -> Data:
