@@ -122,7 +122,8 @@ class Data:
         if "tensor" in changes and "logits" not in changes:
             changes["logits"] = None
         if "dims" in changes and "time_dim" not in changes and self.time_dim is None:
-            changes["time_dim"] = _AUTO  # new dims (e.g. an encoder axis beside a loop frame): find the time dim anew
+            # new dims (e.g. an encoder axis beside a loop frame): a dynamic one among them is the time dim
+            changes["time_dim"] = next((dim for dim in changes["dims"] if dim.kind == SPATIAL and dim.is_dynamic), None)
         return dataclasses.replace(self, **changes)
 
     def copy_template(self, name: str | None = None) -> Data:
