@@ -120,8 +120,11 @@ class Network(tf.Module):
 
     @property
     def inside_loop(self) -> bool:
-        """Whether this network is the body of a rec loop (run once per step)."""
-        return bool(getattr(self.scope, "inside_loop", False))
+        """Whether this network runs once per step of a rec loop (its scope says so, or it is nested in a layer
+        that does)."""
+        if self.scope is not None:
+            return bool(self.scope.inside_loop)
+        return self.parent_ctx is not None and self.parent_ctx.inside_loop
 
     def batch_size(self) -> Any:
         """The batch size (scalar int32 tensor) of the current call."""

@@ -54,13 +54,34 @@ class SubnetworkLayer(LayerBase):
 
     def call_with_subs(self, sources: Sequence[Data], *, train: bool,
                        refs: Mapping[str, Data] | None = None) -> tuple[Data, dict[str, Data]]:
-        refs = refs or {}
-        batch: dict[str, Data] = {ref: refs[outer] for ref, outer in self.subnetwork.outer_sources.items()}
-        if sources:
-            batch["data"] = self.input_data(sources)
-        outputs = self.subnetwork(batch, train=train)
+        outputs = self.subnetwork(self._inner_batch(sources, refs or {}), train=train)
         out = outputs["output"]
         return self.out.with_tensor(out.tensor, like=out).replace(logits=out.logits), dict(outputs)
 
     def __call__(self, sources: Sequence[Data], *, train: bool, refs: Mapping[str, Data] | None = None) -> Data:
         return self.call_with_subs(sources, train=train, refs=refs)[0]
+
+    def initial_state(self, batch_size: Any) -> Any:
+        """Inside a rec loop: the states of the inner layers that have one (None when none has)."""
+        if not self.ctx.inside_loop:
+            return None
+        return self.subnetwork.initial_states(batch_size) or None
+
+    def step_with_subs(self, sources: Sequence[Data], state: Any, *, train: bool, i: Any,
+                       refs: Mapping[str, Data] | None = None) -> tuple[Data, dict[str, Data], Any]:
+        inputs = self._inner_batch(sources, refs or {})
+        values, new_state = self.subnetwork.run_step(inputs, state, i=i, train=train)
+        out = values["output"]
+        subs = {name: values[name] for name in self.subnetwork.templates}
+        return self.out.with_tensor(out.tensor, like=out).replace(logits=out.logits), subs, new_state
+
+    def step(self, sources: Sequence[Data], state: Any, *, train: bool, i: Any,
+             refs: Mapping[str, Data] | None = None) -> tuple[Data, Any]:
+        out, _, new_state = self.step_with_subs(sources, state, train=train, i=i, refs=refs)
+        return out, new_state
+
+    def _inner_batch(self, sources: Sequence[Data], refs: Mapping[str, Data]) -> dict[str, Data]:
+        batch: dict[str, Data] = {ref: refs[outer] for ref, outer in self.subnetwork.outer_sources.items()}
+        if sources:
+            batch["data"] = self.input_data(sources)
+        return batch

@@ -80,7 +80,7 @@ class RecLayer(UnitLayerBase):
         plan = ctx.state.get("loop_plan")
         if plan is None:
             return super().sub_template(ctx, sub)
-        return plan.stacked.get(sub)
+        return plan.stacked_template(ctx, sub)
 
     def __init__(self, ctx: LayerContext, opts: Opts):
         super().__init__(ctx)

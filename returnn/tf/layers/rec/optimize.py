@@ -26,8 +26,11 @@ from returnn.tf.net_graph import DATA, INDEX, LAYER, PREV, NetGraph, Ref
 def partition(graph: NetGraph, built: Iterable[str], *, forced: Iterable[str]) -> tuple[list[str], list[str], list[str]]:
     """``(input side, loop, output side)`` of the sublayers ``built`` (each list in ``built``'s order)."""
     built = list(built)
+    # a sublayer ("x/last_state") differs per step and over whole sequences: x stays where it is read per step
+    forced = set(forced) | {ref.layer for name in built for ref in graph.refs(name)
+                            if ref.kind in (LAYER, PREV) and ref.name != ref.layer}
     reach = {name: graph.depends_on(name) & set(built) for name in built}
-    core = {name for name in built if name in reach[name] or name in set(forced) or not _movable(graph, name)}
+    core = {name for name in built if name in reach[name] or name in forced or not _movable(graph, name)}
     before = [name for name in built if name not in core and not (reach[name] & core)]
     rest = [name for name in built if name not in core and name not in before]
     needed_in_loop = {name for name in rest if any(name in reach[c] for c in core)}

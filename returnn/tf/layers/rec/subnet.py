@@ -52,6 +52,18 @@ class LoopPlan:
     def networks(self) -> list[Any]:
         return [net for net in (self.before, self.loop, self.after) if net is not None]
 
+    def stacked_template(self, ctx: LayerContext, name: str) -> Data | None:
+        """The stacked template of sublayer ``name`` (which the run then gives, as ``"rec/name"``); None when the
+        unit has no such built sublayer."""
+        if name not in self.stacked:
+            net = next((net for net in self.networks() if name in net.templates), None)
+            if net is None:
+                return None
+            template = net.templates[name]
+            self.stacked[name] = (stacked_template(template, self.time_dim, name=f"{ctx.name}/{name}")
+                                  if net is self.loop else _as_stacked(ctx, template, self.time_dim))
+        return self.stacked[name]
+
     def where(self, name: str) -> Any:
         """The network computing sublayer ``name``."""
         return next(net for net in self.networks() if name in net.templates)
