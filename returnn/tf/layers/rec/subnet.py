@@ -21,6 +21,7 @@ from returnn.tensor.dim import Dim, spatial_dim
 from returnn.tf.layers.base import LayerContext
 from returnn.tensor.align import aligned_tensor
 from returnn.tf.layers.rec.loop_net import LoopScope, frame_template, index_data, stacked_template
+from returnn.tf.layers.rec.read_once import params_read_once
 from returnn.tf.layers.rec.optimize import SeqScope, on_loop_time, partition, shifted
 from returnn.tf.losses import LossEntry, make_loss
 from returnn.tf.net_graph import NetGraph, is_root
@@ -326,8 +327,9 @@ class RecLoop:
 
         loop_vars = (tf.constant(0), prevs, states, outs, logits, ended, end_lens)
         invariants = tf.nest.map_structure(_relaxed, loop_vars)
-        i, _, _, outs, logits, ended, end_lens = tf.while_loop(
-            cond, body, loop_vars, shape_invariants=invariants, maximum_iterations=max_len)
+        with params_read_once(loop):
+            i, _, _, outs, logits, ended, end_lens = tf.while_loop(
+                cond, body, loop_vars, shape_invariants=invariants, maximum_iterations=max_len)
         result: dict[str, Data] = {}
         if not known_len:
             seq_lens = tf.where(ended, end_lens, tf.fill([batch_size], i))
