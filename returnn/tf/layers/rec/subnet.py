@@ -178,8 +178,8 @@ class RecLoop:
                 key = ref[len("data:"):]
                 template = plan.scope.input_frame if key == "source" else plan.scope.data_reads[key]
                 inputs[ref] = template.with_tensor(frame)
-                if key == "source":
-                    inputs["data"] = inputs[ref]
+                if key == "source":  # the scope resolves "data" and "data:data" to the source frame too
+                    inputs["data"] = inputs["data:data"] = inputs[ref]
             inputs[":i"] = index_data(i)
             for name, value in prevs.items():
                 inputs[f"prev:{name}"] = loop.templates[name].copy_template(f"prev:{name}").with_tensor(value)
