@@ -152,11 +152,13 @@ class RecLoop:
             seq_lens = whole.get_dyn_size(whole.time_dim)
         else:
             max_len, seq_lens = self._max_seq_len(refs, batch_size), None
+        base = {ref: refs[outer] for ref, outer in loop.outer_sources.items()}
         for key in plan.scope.data_reads:
             whole = refs[f"data:{key}"]
-            frames[f"data:{key}"] = _unstack(whole.copy_as_time_major().tensor if whole.time_dim is not None
-                                             else whole.tensor)
-        base = {ref: refs[outer] for ref, outer in loop.outer_sources.items()}
+            if whole.time_dim is None:  # no frames: every step reads the whole value
+                base[f"data:{key}"] = whole
+            else:
+                frames[f"data:{key}"] = _unstack(whole.copy_as_time_major().tensor)
         prevs = {name: _initial_output(self.ctx, name, loop.templates[name],
                                        loop._pending[name].ctx.common.initial_output, batch_size, refs,
                                        self.initial_vars)
