@@ -77,6 +77,8 @@ def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | 
     del graph
     scope = LoopScope(ctx, roots=roots, input_frame=input_frame)
     loop = ctx.make_subnetwork(unit, extern_data={}, loop=scope)
+    for name in scope.prev_reads:
+        _check_initial_output(ctx, name, loop._pending[name].ctx.common.initial_output)
     stacked, losses = {}, {}
     for name, layer in unit.items():
         if name not in loop.templates:
@@ -92,6 +94,20 @@ def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | 
                              target_name=target, where=loop._pending[name].ctx.where())
             losses[name] = (loss, common.loss_scale)
     return LoopPlan(loop, scope, time_dim, has_input, length_key, max_seq_len, stacked, losses)
+
+
+def _check_initial_output(ctx: LayerContext, name: str, spec: Any) -> None:
+    """A known kind of ``initial_output``; a ``base:x`` is built before the rec layer, as one of its inputs."""
+    if isinstance(spec, str) and spec.startswith("base:"):
+        outer = spec[len("base:"):]
+        if not outer.startswith(("data:", "base:")) and outer.split("/", 1)[0] not in ctx.network.net_dict:
+            raise ctx.error(f'sublayer {name!r}: "initial_output" {spec!r}: no layer {outer!r} outside the loop; '
+                            f"defined: {', '.join(ctx.network.net_dict)}")
+        ctx.dependency(outer)
+    elif not (spec is None or (isinstance(spec, str) and spec in ("zeros", "ones", "var"))
+              or (isinstance(spec, (int, float)) and not isinstance(spec, bool))):
+        raise ctx.error(f'sublayer {name!r}: "initial_output": expected 0, "zeros", "ones", a number, "base:LAYER" or '
+                        f'"var", got {spec!r}')
 
 
 def _initial_output(ctx: LayerContext, name: str, template: Data, spec: Any, batch_size: Any,
@@ -123,8 +139,6 @@ class RecLoop:
         self.initial_vars: dict[str, tf.Variable] = {}
         for name in plan.scope.prev_reads:
             spec = self.loop._pending[name].ctx.common.initial_output
-            if isinstance(spec, str) and spec.startswith("base:"):
-                ctx.dependency(spec[len("base:"):])
             if spec == "var":
                 size = self.loop.templates[name].dim
                 self.initial_vars[name] = owner.add_param(f"{name}/initial_output", (size,), init=0.0)
