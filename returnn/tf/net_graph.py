@@ -148,7 +148,8 @@ class NetGraph:
         while pending:
             self._visit(pending.pop(0), done, [])
             for name in list(done):
-                pending += [dep for dep in self.prev_deps(name) if dep not in done and dep not in pending]
+                pending += [dep for dep in self.prev_deps(name)
+                            if dep in self.net_dict and dep not in done and dep not in pending]
         return list(done)
 
     def _visit(self, name: str, done: dict[str, None], stack: list[str]) -> None:

@@ -218,7 +218,7 @@ class Network(tf.Module):
 
     def _check_layer_exists(self, name: str, *, requested_by: str, prefix: str = "") -> None:
         if name not in self.net_dict:
-            raise LayerConfigError(f"layer {self.path_of(requested_by)!r}: no layer {prefix}{name!r}"
+            raise LayerConfigError(f"layer {self.path_of(requested_by)!r}: no layer {prefix + name!r}"
                                    f"{did_you_mean(name, self.net_dict)}; defined: {', '.join(self.net_dict)}")
 
     def outer_template(self, ref: Ref, *, requested_by: str) -> Data | None:
