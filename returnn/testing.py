@@ -1,4 +1,5 @@
-"""Helpers for tests, tools and demos: build a network from a dict, make a random padded batch."""
+"""Helpers for tests, tools and demos: build a network from a dict (a rec loop around a unit dict), make a
+random padded batch."""
 
 from __future__ import annotations
 
@@ -15,6 +16,21 @@ def build_network(net_dict: Mapping[str, Any], *, extern_data: ExternData | Mapp
                   random_seed: int = 42) -> Network:
     """A ``Network`` from a net dict and an ``extern_data`` dict (RETURNN's form) or ``ExternData``."""
     return Network(net_dict, extern_data=extern_data, random_seed=random_seed)
+
+
+def rec_loop_dict(unit: Mapping[str, Any], *, source: Any = "data", outside: Mapping[str, Any] | None = None,
+                  **rec_opts: Any) -> dict[str, Any]:
+    """A net dict whose ``output`` is a rec layer running ``unit`` once per frame of ``source`` (``[]``: no
+    input; give ``max_seq_len`` or ``target``); ``outside``: layers of the enclosing network (``base:x``)."""
+    return {**(outside or {}), "output": {"class": "rec", "from": source, "unit": dict(unit), **rec_opts}}
+
+
+def rec_unit_network(net: Network, name: str = "output") -> Network:
+    """The network of rec layer ``name``'s unit dict: its layers and their one-frame templates."""
+    loop = getattr(net.layers[name], "loop", None)
+    if loop is None:
+        raise ValueError(f"layer {name!r} is not a rec layer with a unit dict")
+    return loop.loop
 
 
 def blstm_net_dict(*, layers: int = 3, n_out: int = 256, unit: str = "lstm", dropout: float = 0.0,
