@@ -111,6 +111,15 @@ def random_batch(extern_data: Mapping[str, Data] | Mapping[str, Any], *, n_batch
     return RandomBatch(values, templates)
 
 
+def ragged_batch(rng: np.random.Generator, shape: tuple[int, ...], lens: Any, key: str) -> dict[str, np.ndarray]:
+    """``{key: normal floats [B, T, ...] with zeros after each length, "key:seq_len": lens}``."""
+    x = rng.standard_normal(shape).astype("float32")
+    lens = np.asarray(lens, np.int32)
+    mask = np.arange(shape[1])[None, :] < lens[:, None]
+    x *= mask.reshape(mask.shape + (1,) * (len(shape) - 2))
+    return {key: x, seq_len_key(key): lens}
+
+
 def run_network(net_dict: Mapping[str, Any], *, extern_data: Mapping[str, Any], n_batch: int = 3,
                 max_time: int | Mapping[str, int] = 7, seed: int = 0, pad_value: float = 0.0, train: bool = False,
                 check_output: bool = True) -> tuple[Network, RandomBatch, dict[str, Data]]:
