@@ -59,11 +59,11 @@ def test_rec_loop_steps_the_cell_like_the_whole_sequence_layer(cell):
     weights = np.random.default_rng(0).standard_normal((6, 3, 5)).astype(np.float32)
     dx_loop, dp_loop = gradients(net, batch, weights)
     dx_whole, dp_whole = gradients(whole, batch, weights)
-    np.testing.assert_allclose(dx_loop, dx_whole, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dx_loop, dx_whole, rtol=1e-5, atol=1e-5)
     assert not dx_loop[~batch.mask("data")].any()  # padded frames do not reach the output
     for name, grad in dp_whole.items():
         assert np.abs(grad).sum() > 0, name
-        np.testing.assert_allclose(dp_loop[f"output/{name}"], grad, rtol=1e-4, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(dp_loop[f"output/{name}"], grad, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
 N = 3
@@ -292,7 +292,7 @@ def test_rec_loop_loss_of_a_sublayer_equals_the_loss_outside_on_stacked_outputs(
     np.testing.assert_allclose(out_in["output/prob"].numpy()[mask], out_out["prob"].numpy()[mask], rtol=1e-5)
     for name, other in names.items():
         assert np.abs(grads_in[name].numpy()).sum() > 0, name
-        np.testing.assert_allclose(grads_in[name].numpy(), grads_out[other].numpy(), rtol=1e-4, atol=1e-6,
+        np.testing.assert_allclose(grads_in[name].numpy(), grads_out[other].numpy(), rtol=1e-5, atol=1e-6,
                                    err_msg=name)
 
 
