@@ -1,4 +1,5 @@
-"""Helpers for tests, tools and demos: build a network from a dict, make a random padded batch."""
+"""Helpers for tests, tools and demos: build a network from a dict (a rec loop around a unit dict), make a
+random padded batch."""
 
 from __future__ import annotations
 
@@ -15,6 +16,24 @@ def build_network(net_dict: Mapping[str, Any], *, extern_data: ExternData | Mapp
                   random_seed: int = 42) -> Network:
     """A ``Network`` from a net dict and an ``extern_data`` dict (RETURNN's form) or ``ExternData``."""
     return Network(net_dict, extern_data=extern_data, random_seed=random_seed)
+
+
+def rec_loop_dict(unit: Mapping[str, Any], *, source: Any = "data", outside: Mapping[str, Any] | None = None,
+                  **rec_opts: Any) -> dict[str, Any]:
+    """A net dict whose ``output`` is a rec layer running ``unit`` once per frame of ``source`` (``[]``: no
+    input; give ``max_seq_len`` or ``target``); ``outside``: layers of the enclosing network (``base:x``).
+    Every sublayer runs step by step unless ``optimize_move_layers_out=True`` is given."""
+    rec_opts.setdefault("optimize_move_layers_out", False)
+    return {**(outside or {}), "output": {"class": "rec", "from": source, "unit": dict(unit), **rec_opts}}
+
+
+def rec_unit_network(net: Network, name: str = "output") -> Network:
+    """The network run step by step of rec layer ``name``'s unit dict: its layers and their one-frame templates
+    (all of the unit's layers when the loop optimizer is off)."""
+    loop = getattr(net.layers[name], "loop", None)
+    if loop is None or loop.plan.loop is None:
+        raise ValueError(f"layer {name!r} is not a rec layer with a unit dict run step by step")
+    return loop.plan.loop
 
 
 def blstm_net_dict(*, layers: int = 3, n_out: int = 256, unit: str = "lstm", dropout: float = 0.0,
@@ -93,6 +112,15 @@ def random_batch(extern_data: Mapping[str, Data] | Mapping[str, Any], *, n_batch
             values[seq_len_key(key)] = lens.copy()
         values[key] = array
     return RandomBatch(values, templates)
+
+
+def ragged_batch(rng: np.random.Generator, shape: tuple[int, ...], lens: Any, key: str) -> dict[str, np.ndarray]:
+    """``{key: normal floats [B, T, ...] with zeros after each length, "key:seq_len": lens}``."""
+    x = rng.standard_normal(shape).astype("float32")
+    lens = np.asarray(lens, np.int32)
+    mask = np.arange(shape[1])[None, :] < lens[:, None]
+    x *= mask.reshape(mask.shape + (1,) * (len(shape) - 2))
+    return {key: x, seq_len_key(key): lens}
 
 
 def run_network(net_dict: Mapping[str, Any], *, extern_data: Mapping[str, Any], n_batch: int = 3,

@@ -18,7 +18,7 @@ from returnn.tf import layers as _layers  # noqa: F401  (registers every layer f
 from returnn.tf.layers.base import CommonOpts, LayerBase, LayerContext, get_layer_class
 from returnn.tf.layers.opts import did_you_mean
 from returnn.tf.losses import Loss, LossEntry, LossValue, get_loss_class, make_loss
-from returnn.tf.net_graph import BASE, DATA, INDEX, PREV, NetGraph, Ref, parse_from, parse_ref
+from returnn.tf.net_graph import BASE, DATA, INDEX, LAYER, PREV, NetGraph, Ref, parse_from, parse_ref
 
 __all__ = ["LossEntry", "Network", "parse_from"]
 
@@ -218,6 +218,11 @@ class Network(tf.Module):
         if parsed.kind == BASE:
             if self.parent_ctx is None:
                 raise LayerConfigError(f"{where}: {ref!r}: 'base:' outside a subnetwork")
+            outer, outer_net = parse_ref(parsed.name), self.parent_ctx.network
+            if outer.kind == LAYER and outer.layer not in outer_net.net_dict:
+                raise LayerConfigError(f"{where}: {ref!r}: the enclosing network has no layer {outer.layer!r}"
+                                       f"{did_you_mean(outer.layer, outer_net.net_dict)}; defined: "
+                                       f"{', '.join(outer_net.net_dict)}")
             template = self.parent_ctx.dependency(parsed.name)
             self.outer_refs[ref], self.outer_sources[ref] = template, parsed.name
             return template
@@ -231,7 +236,7 @@ class Network(tf.Module):
 
     def _check_layer_exists(self, name: str, *, requested_by: str, prefix: str = "") -> None:
         if name not in self.net_dict:
-            raise LayerConfigError(f"layer {self.path_of(requested_by)!r}: no layer {prefix}{name!r}"
+            raise LayerConfigError(f"layer {self.path_of(requested_by)!r}: no layer {prefix + name!r}"
                                    f"{did_you_mean(name, self.net_dict)}; defined: {', '.join(self.net_dict)}")
 
     def outer_template(self, ref: Ref, *, requested_by: str) -> Data | None:

@@ -3,6 +3,9 @@
 for two batch shapes and gives the eager result; time-major input gives the same result; every
 trainable param gets a finite, non-zero gradient; the param names and shapes stay those of
 ``goldens/params/<class>.json`` (``RETURNN_UPDATE_GOLDENS=1`` writes missing or changed goldens).
+Inside a rec loop (the example as the unit of a rec layer): it builds with a one-frame template, or is
+listed in ``NOT_LOOP_CAPABLE``; it traces once and gives the eager result; its stacked output is the
+whole-sequence output unless listed in ``NOT_FRAMEWISE``.
 
 Each class's network is built once (``_example``) and shared by the checks; a new per-class check is
 one more ``@EVERY_CLASS`` test function taking ``name``.
@@ -17,10 +20,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from returnn.errors import LayerConfigError
 from returnn.tensor.data import Data
 from returnn.tensor.extern_data import seq_len_key
-from returnn.testing import RandomBatch, build_network, random_batch
-from returnn.tf.layers import LAYER_CLASSES, LayerBase
+from returnn.testing import RandomBatch, build_network, random_batch, rec_loop_dict, rec_unit_network
+from returnn.tf.layers import LAYER_CLASSES, LayerBase, get_layer_class
+from returnn.tf.net_graph import DATA, LAYER, NetGraph, parse_ref
 from returnn.tf.network import Network, parse_from
 
 # The goldens were written with these; a class that needs other inputs sets ``example_extern_data``.
@@ -172,3 +177,148 @@ def test_every_layer_keeps_golden_params(name):
     assert os.path.exists(path), f"missing {path}; run with RETURNN_UPDATE_GOLDENS=1 to write it"
     with open(path, encoding="utf-8") as f:
         assert params == json.load(f), f"params of the {name!r} example changed (names or shapes)"
+
+
+# ---- inside a rec loop ----
+# The loop runs over the extern key the example's "from" reads ("data", or the one other key it reads alone). The
+# example's layer and every example_extra layer computed from that key run once per step (the key read as
+# "data:source"); the other extra layers and extern keys stay outside, read as "base:x" / "base:data:KEY".
+LOOP_EXAMPLE_CHANGES: dict[str, dict] = {  # class: options for every layer of that class in the example, in a loop
+    "rec": {"direction": 1},  # a loop steps forward
+    "window": {"window_right": 0},  # a step sees no later frames (also the window that the combine_dims example reads)
+}
+_TIME_AXIS = "the example works on the time axis, which one frame does not have"
+# Classes whose example cannot run on one frame (the layer may work in a loop on other axes): the build error must
+# name the sublayer, and a class that starts to build in a loop must leave this list.
+NOT_LOOP_CAPABLE: dict[str, str] = {
+    "conv": "convolves over the time axis", "pool": "pools over the time axis", "dot": _TIME_AXIS,
+    "gather": _TIME_AXIS, "length": _TIME_AXIS, "merge_dims": _TIME_AXIS, "pad": _TIME_AXIS,
+    "postfix_in_time": _TIME_AXIS, "prefix_in_time": _TIME_AXIS, "range_in_axis": _TIME_AXIS, "reduce": _TIME_AXIS,
+    "reinterpret_data": _TIME_AXIS, "shift_axis": _TIME_AXIS, "slice": _TIME_AXIS, "split_dims": _TIME_AXIS,
+    "swap_axes": _TIME_AXIS, "transpose": _TIME_AXIS, "softmax_over_spatial": _TIME_AXIS,
+    "generic_attention": "its weights are a softmax over the time axis", "slice_nd": "its start is a length over T",
+    "rec_last_output": "its example's rec layer runs over the time axis",
+}
+# Loop-capable, but the stacked per-step outputs are not the whole-sequence output (both are still run).
+NOT_FRAMEWISE: dict[str, str] = {
+    "constant": "no input: the whole-sequence output has no time axis",
+    "range": "no input: the whole-sequence output has no time axis",
+    "variable": "no input: the whole-sequence output has no time axis",
+    "get_last_hidden_state": "the whole sequence gives the state after the last frame, the loop the state at each step",
+    "masked_computation": "the whole sequence packs the masked frames into a new axis, the loop holds the last output",
+}
+LOOP_CAPABLE = [name for name in CLASSES if name not in NOT_LOOP_CAPABLE]
+
+
+def _with_loop_changes(net_dict: dict) -> dict:
+    return {name: {**layer, **LOOP_EXAMPLE_CHANGES.get(layer["class"], {})} for name, layer in net_dict.items()}
+
+
+def _rewrite_refs(layer: dict, rewrite) -> dict:
+    """``layer`` with each ref of "from" and of its layer-valued options rewritten."""
+    layer = dict(layer)
+    fields = [field for field in get_layer_class(layer["class"]).Opts.ref_fields() if field in layer]
+    for key in ["from"] * ("from" in layer) + fields:
+        value = layer[key]
+        if isinstance(value, str):
+            layer[key] = rewrite(value)
+        elif isinstance(value, (list, tuple)):
+            layer[key] = [rewrite(item) if isinstance(item, str) else (rewrite(item[0]), *item[1:])
+                          if isinstance(item, tuple) else item for item in value]
+    return layer
+
+
+def _loop_net_dict(name: str) -> dict:
+    """The example as the unit of a rec layer ``output`` (see the comment above ``LOOP_EXAMPLE_CHANGES``)."""
+    cls = CLASSES[name]
+    net_dict = _with_loop_changes(_net_dict(cls, dict(cls.example)))
+    sources = [parse_ref(ref) for ref, _ in parse_from(cls.example.get("from", cls.default_from), where=name)]
+    key = sources[0].name if sources and all(ref.kind == DATA and ref.name == sources[0].name for ref in sources) \
+        else "data"
+    graph, stepped = NetGraph(net_dict), {}
+
+    def per_step(layer: str) -> bool:
+        if layer not in stepped:
+            stepped[layer] = any((ref.kind == DATA and ref.name == key)
+                                 or (ref.kind == LAYER and ref.layer in net_dict and per_step(ref.layer))
+                                 for ref in graph.refs(layer))
+        return stepped[layer]
+
+    def rewrite(text: str) -> str:
+        ref = parse_ref(text)
+        if ref.kind == DATA:
+            return "data:source" if ref.name == key else f"base:data:{ref.name}"
+        return f"base:{text}" if ref.kind == LAYER and ref.layer in net_dict and not per_step(ref.layer) else text
+
+    unit = {layer: _rewrite_refs(d, rewrite) for layer, d in net_dict.items() if layer == "output" or per_step(layer)}
+    outside = {layer: d for layer, d in net_dict.items() if layer not in unit}
+    return rec_loop_dict(unit, source="data" if key == "data" else f"data:{key}", outside=outside)
+
+
+@functools.cache
+def _loop_example(name: str) -> Network:
+    cls = CLASSES[name]
+    return build_network(_loop_net_dict(name), extern_data=cls.example_extern_data or DEFAULT_EXTERN)
+
+
+@functools.cache
+def _whole_reference(name: str) -> Network:
+    """The whole-sequence network the loop is compared with: the harness's, or one with ``LOOP_EXAMPLE_CHANGES``."""
+    cls = CLASSES[name]
+    net_dict = _net_dict(cls, dict(cls.example))
+    if _with_loop_changes(net_dict) == net_dict:
+        return _example(name).net
+    return build_network(_with_loop_changes(net_dict), extern_data=cls.example_extern_data or DEFAULT_EXTERN)
+
+
+def _loop_key(net: Network) -> str:
+    """The extern key the rec layer ``output`` loops over."""
+    source = net.layers["output"].ctx.source_names[0]
+    return "data" if source == "data" else source[len("data:"):]
+
+
+@EVERY_CLASS
+def test_every_layer_builds_inside_a_rec_loop_or_is_listed(name):
+    try:
+        net = _loop_example(name)
+    except LayerConfigError as exc:
+        assert name in NOT_LOOP_CAPABLE, f"does not build inside a rec loop: {exc}"
+        assert str(exc).startswith("layer 'output/"), f"the error should name the sublayer: {exc}"
+        return
+    assert name not in NOT_LOOP_CAPABLE, "builds inside a rec loop now: remove it from NOT_LOOP_CAPABLE"
+    frame, stacked = rec_unit_network(net).templates["output"], net.templates["output"]
+    loop_time = stacked.dims[0]
+    assert loop_time is net.extern_data[_loop_key(net)].time_dim
+    assert loop_time not in frame.dims, f"the sublayer's template has the loop's time axis: {frame.describe()}"
+    assert stacked.dims[1:] == frame.dims and stacked.dtype == frame.dtype
+
+
+@pytest.mark.parametrize("name", LOOP_CAPABLE)
+def test_every_layer_in_a_rec_loop_traces_once_and_matches_eager(name):
+    net, batches = _loop_example(name), _example(name).batches
+    forward = net.forward_function(["output"], train=False)
+    for (n_batch, _), batch in zip(BATCH_SHAPES, batches):
+        eager = net(batch, train=False)["output"]
+        _check_matches_template(eager, net.templates["output"], n_batch)
+        traced = forward(net.feed(batch))
+        np.testing.assert_allclose(traced["output"].numpy(), eager.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(traced[seq_len_key("output")].numpy(), eager.seq_lens.numpy())
+    assert forward.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("name", [name for name in LOOP_CAPABLE if name not in NOT_FRAMEWISE])
+def test_every_framewise_or_causal_layer_in_a_rec_loop_stacks_the_whole_sequence_output(name):
+    net, whole = _loop_example(name), _whole_reference(name)
+    whole_params = whole.get_params()
+    names = {key: key[len("output/"):] if key[len("output/"):] in whole_params else key for key in net.get_params()}
+    assert sorted(names.values()) == sorted(whole_params), "the loop has other params than the whole sequence"
+    net.load_params({key: whole_params[other].numpy() for key, other in names.items()})
+    batch = _example(name).batches[-1]
+    got, want = net(batch, train=False)["output"], whole(batch, train=False)["output"]
+    names_got, names_want = [dim.name for dim in got.dims], [dim.name for dim in want.dims]
+    assert sorted(names_got) == sorted(names_want), (got.describe(), want.describe())
+    np.testing.assert_array_equal(got.seq_lens.numpy(), want.seq_lens.numpy())
+    got = np.transpose(got.numpy(), [names_got.index(n) for n in names_want])
+    valid = np.broadcast_to(want.mask_broadcast().numpy(), got.shape)
+    np.testing.assert_allclose(got[valid], want.numpy()[valid], rtol=1e-5, atol=1e-5)
+    assert not got[~valid].any(), "the loop output is not zero past each sequence's length"

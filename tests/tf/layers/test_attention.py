@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from loop_steps import build_loop_network, ragged_batch, run_steps
 from returnn.errors import LayerConfigError
-from returnn.testing import build_network, random_batch, run_network
+from returnn.testing import (build_network, ragged_batch, random_batch, rec_loop_dict, rec_unit_network,
+                             run_network)
 
 EXTERN = {"data": {"dim": 4}, "enc": {"dim": 4}, "classes": {"dim": 3, "sparse": True},
           "off": {"shape": (), "dtype": "int32"}}
@@ -149,12 +149,11 @@ def test_dot_with_unbatched_variable_is_a_linear_map():
     assert out["output"].numpy().shape == (3, 5, 2) and out["output"].feature_dim.size == 2
 
 
-FRAME_EXTERN = {"data": {"shape": (4,), "time_dim_axis": None}, "enc": {"dim": 6},
-                "off": {"shape": (), "dtype": "int32"}}
+LOOP_EXTERN = {"data": {"dim": 4}, "enc": {"dim": 6}, "off": {"shape": (), "dtype": "int32"}}
 ENC_LENS = [7, 3, 5]
 
 
-def _frame_batch(seed, n_time=4):
+def _loop_batch(seed, n_time=4):
     rng = np.random.default_rng(seed)
     batch = {**ragged_batch(rng, (3, n_time, 4), [n_time] * 3, "data"), **ragged_batch(rng, (3, 7, 6), ENC_LENS, "enc")}
     batch["enc"][~(np.arange(7)[None, :] < np.asarray(ENC_LENS)[:, None])] = 100.0  # padding that must not count
@@ -162,30 +161,32 @@ def _frame_batch(seed, n_time=4):
 
 
 def test_dot_softmax_generic_attention_on_loop_frames():
-    """The RETURNN decoder pattern inside a loop: a [B, F] query against base [B, T_enc, F]."""
-    net = build_loop_network({
-        "q": {"class": "linear", "from": "data", "n_out": 6},
-        "energy": {"class": "dot", "from": ["data:enc", "q"], "red1": "F", "red2": "F", "var1": "T", "var2": None},
-        "att_weights": {"class": "softmax_over_spatial", "from": "energy"},
-        "output": {"class": "generic_attention", "weights": "att_weights", "base": "data:enc"}},
-        extern_data=FRAME_EXTERN)
-    enc_time = net.extern_data["enc"].time_dim
-    assert [t.describe() for t in (net.templates["att_weights"], net.templates["output"])] == [
+    """The RETURNN decoder pattern inside a rec loop: a [B, F] query against base [B, T_enc, F]."""
+    net = build_network(rec_loop_dict({
+        "q": {"class": "linear", "from": "data:source", "n_out": 6},
+        "energy": {"class": "dot", "from": ["base:data:enc", "q"], "red1": "F", "red2": "F", "var1": "T",
+                   "var2": None},
+        "att_weights": {"class": "softmax_over_spatial", "from": "energy", "is_output_layer": True},
+        "output": {"class": "generic_attention", "weights": "att_weights", "base": "base:data:enc"}}),
+        extern_data=LOOP_EXTERN)
+    body, enc_time = rec_unit_network(net), net.extern_data["enc"].time_dim
+    assert [t.describe() for t in (body.templates["att_weights"], body.templates["output"])] == [
         "'att_weights' [B,'enc:time']", "'output' [B,'enc:feature'(6)]"]
-    assert net.templates["att_weights"].dims[1] is enc_time
-    batch = _frame_batch(0)
-    out = run_steps(net, {"data": batch["data"]}, {"enc": batch["enc"], "enc:seq_len": batch["enc:seq_len"]})
-    weights = out["att_weights"]  # [B, T_dec, T_enc]
+    assert body.templates["att_weights"].dims[1] is enc_time
+    batch = _loop_batch(0)
+    out = net(batch)
+    weights = out["output/att_weights"].numpy().transpose(1, 0, 2)  # [B, T_dec, T_enc]
     valid = np.arange(7)[None, :] < np.asarray(ENC_LENS)[:, None]
     np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
     assert np.all(weights.transpose(0, 2, 1)[~valid] == 0)
-    q = batch["data"] @ net.layers["q"].W.numpy() + net.layers["q"].b.numpy()
+    q = batch["data"] @ body.layers["q"].W.numpy() + body.layers["q"].b.numpy()
     energy = np.einsum("bqf,btf->bqt", q, np.where(valid[..., None], batch["enc"], 0.0))
     want = np.exp(energy - np.where(valid[:, None], energy, -np.inf).max(-1, keepdims=True)) * valid[:, None]
     want /= want.sum(-1, keepdims=True)
     np.testing.assert_allclose(weights, want, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(out["output"], np.einsum("bqt,btf->bqf", want, np.where(valid[..., None],
-                                                                                       batch["enc"], 0.0)), rtol=1e-4)
+    np.testing.assert_allclose(out["output"].numpy().transpose(1, 0, 2),
+                               np.einsum("bqt,btf->bqf", want, np.where(valid[..., None], batch["enc"], 0.0)),
+                               rtol=1e-4)
 
 
 def test_generic_attention_squeezes_size_one_weights_and_keeps_query_time():
@@ -223,11 +224,12 @@ def test_generic_attention_errors_name_layer_and_option():
                                   {"n_out": 4, "constant": 3}])
 def test_positional_encoding_in_loop_equals_whole_sequence_frame(opts):
     layer = {"class": "positional_encoding", "from": "data", **opts}
-    loop_net = build_loop_network({"output": layer}, extern_data=FRAME_EXTERN)
-    assert loop_net.layers["output"].initial_state(3) == ()
-    batch = _frame_batch(1, n_time=5)
-    batch.update({"off": np.array([0, 2, 7], np.int32)})
-    stepped = run_steps(loop_net, {"data": batch["data"]}, {"off": batch["off"]})["output"]
+    loop_net = build_network(rec_loop_dict({"output": {**layer, "from": "data:source"}}), extern_data=LOOP_EXTERN)
+    step_layer = rec_unit_network(loop_net).layers["output"]
+    assert step_layer.initial_state(3) == ()
+    batch = _loop_batch(1, n_time=5)
+    batch.update({"off": np.array([0, 2, 7], np.int32)})  # no time axis: the loop reads it whole at each step
+    stepped = loop_net(batch)["output"].numpy().transpose(1, 0, 2)
     assert stepped.shape == (3, 5, 6 if opts.get("n_out") == 6 else 4)
     _, _, whole = _run({"output": layer}, max_time={"data": 5, "enc": 7, "classes": 5, "off": 1}, check_output=False)
     positions = np.arange(5)[None, :] + (batch["off"][:, None] if "offset" in opts else 0)
@@ -237,4 +239,4 @@ def test_positional_encoding_in_loop_equals_whole_sequence_frame(opts):
     if not opts.get("add_to_input") and "offset" not in opts:
         np.testing.assert_allclose(stepped[0], whole["output"].numpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(LayerConfigError, match=r"runs through step"):
-        loop_net.layers["output"]([loop_net.extern_data["data"]], train=False)
+        step_layer(step_layer.ctx.sources, train=False)

@@ -1,7 +1,6 @@
 import numpy as np
 
-from loop_steps import build_loop_network
-from returnn.testing import run_network
+from returnn.testing import build_network, rec_loop_dict, rec_unit_network, run_network
 
 
 def test_combine_dims_non_spatial_merges_static_axes_but_time():
@@ -24,6 +23,8 @@ def test_combine_dims_other_axes_like_merge_dims():
 
 
 def test_combine_dims_non_spatial_on_a_loop_frame():
-    net = build_loop_network({"output": {"class": "combine_dims", "axes": "non_spatial"}},
-                             extern_data={"data": {"shape": (4, 5), "time_dim_axis": None}})
-    assert net.templates["output"].batch_shape == (None, 20)
+    net, batch, out = run_network(rec_loop_dict({"output": {"class": "combine_dims", "from": "data:source",
+                                                            "axes": "non_spatial"}}),
+                                  extern_data={"data": {"shape": (None, 4, 5)}}, max_time=3)
+    assert rec_unit_network(net).templates["output"].batch_shape == (None, 20)  # a frame [B, 4, 5]: no time to keep
+    np.testing.assert_array_equal(out["output"].numpy(), batch["data"].reshape(3, 3, 20).transpose(1, 0, 2))

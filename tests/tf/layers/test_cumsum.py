@@ -1,12 +1,10 @@
 import numpy as np
 import pytest
 
-from loop_steps import build_loop_network, ragged_batch, run_steps
 from returnn.errors import LayerConfigError
-from returnn.testing import build_network, run_network
+from returnn.testing import build_network, ragged_batch, rec_loop_dict, rec_unit_network, run_network
 
 EXTERN = {"data": {"dim": 3}}
-FRAME_EXTERN = {"data": {"shape": (3,), "time_dim_axis": None}}
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -26,17 +24,20 @@ def test_cumsum_static_axis():
 
 
 def test_cumsum_in_loop_is_a_running_sum_equal_to_whole_sequence():
-    loop_net = build_loop_network({"output": {"class": "cumsum", "from": "data"}}, extern_data=FRAME_EXTERN)
-    assert loop_net.layers["output"].initial_state(4).shape == (4, 3)
+    loop_net = build_network(rec_loop_dict({"output": {"class": "cumsum", "from": "data:source"}}), extern_data=EXTERN)
+    assert rec_unit_network(loop_net).layers["output"].initial_state(4).shape == (4, 3)
     batch = ragged_batch(np.random.default_rng(0), (4, 6, 3), [6, 2, 5, 1], "data")
-    stepped = run_steps(loop_net, {"data": batch["data"]}, {})["output"]
+    stepped = loop_net(batch)["output"].numpy().transpose(1, 0, 2)
     whole = build_network({"output": {"class": "cumsum", "from": "data"}}, extern_data=EXTERN)(batch)["output"]
     valid = np.arange(6)[None, :] < batch["data:seq_len"][:, None]
     np.testing.assert_allclose(stepped[valid], whole.numpy()[valid], rtol=1e-5, atol=1e-6)
+    assert not stepped[~valid].any()
 
 
 def test_cumsum_errors_name_layer_and_option():
-    with pytest.raises(LayerConfigError, match=r"layer 'output' \(class \"cumsum\"\): \"reverse\": not possible"):
-        build_loop_network({"output": {"class": "cumsum", "reverse": True}}, extern_data=FRAME_EXTERN)
+    with pytest.raises(LayerConfigError,
+                       match=r"layer 'output/output' \(class \"cumsum\"\): \"reverse\": not possible"):
+        build_network(rec_loop_dict({"output": {"class": "cumsum", "from": "data:source", "reverse": True}}),
+                      extern_data=EXTERN)
     with pytest.raises(LayerConfigError, match=r"layer 'output' \(class \"cumsum\"\): \"axis\": cannot use the batch"):
         build_network({"output": {"class": "cumsum", "axis": "B"}}, extern_data=EXTERN)

@@ -3,17 +3,14 @@ import math
 import numpy as np
 import pytest
 
-from loop_steps import build_loop_network, ragged_batch, run_steps
 from returnn.errors import LayerConfigError
 from returnn.tensor.dim import Dim, batch_dim, feature_dim
-from returnn.testing import build_network
+from returnn.testing import build_network, ragged_batch, rec_loop_dict, rec_unit_network
 
 ENC_LENS = [7, 3, 5]
-FRAME_EXTERN = {"data": {"shape": (4,), "time_dim_axis": None}, "pos": {"shape": (1,), "time_dim_axis": None},
-                "enc": {"dim": 6}}
 _TIME = Dim(None, "dec:time")
-WHOLE_EXTERN = {"data": {"dims": [batch_dim, _TIME, feature_dim(4, "data:feature")]},
-                "pos": {"dims": [batch_dim, _TIME, feature_dim(1, "pos:feature")]}, "enc": {"dim": 6}}
+EXTERN = {"data": {"dims": [batch_dim, _TIME, feature_dim(4, "data:feature")]},
+          "pos": {"dims": [batch_dim, _TIME, feature_dim(1, "pos:feature")]}, "enc": {"dim": 6}}
 
 
 def _batch(seed=0, n_time=5):
@@ -32,41 +29,54 @@ def _np_softmax_valid(energy, lens):
     return w / w.sum(-1, keepdims=True)
 
 
-def _loop_and_whole(net_dict, batch, layers=("output",)):
-    """Outputs of net_dict run step by step (frames of data, pos) and on the whole decoder sequence."""
-    loop_net = build_loop_network(net_dict, extern_data=FRAME_EXTERN)
-    whole_net = build_network(net_dict, extern_data=WHOLE_EXTERN)
-    whole_net.load_params(loop_net.get_params())
-    stepped = run_steps(loop_net, {"data": batch["data"], "pos": batch["pos"]},
-                        {"enc": batch["enc"], "enc:seq_len": batch["enc:seq_len"]})
-    whole = whole_net(batch)
+def _in_loop(unit, outside=None):
+    """A rec layer over data running ``unit`` (the encoder ``base:data:enc`` and ``outside`` layers read whole)."""
+    return build_network(rec_loop_dict(unit, outside=outside), extern_data=EXTERN)
+
+
+def _loop_and_whole(net_dict, batch, *, outside=None, layers=("output",)):
+    """Outputs [B, T, ...] of ``net_dict`` inside a rec loop over data (frames of data and pos, the encoder and
+    ``outside`` whole) and on the whole decoder sequence; each layer of ``layers`` the same in both."""
+    outside = outside or {}
+
+    def in_loop(ref):
+        return {"data": "data:source", "data:enc": "base:data:enc"}.get(ref, f"base:{ref}" if ref in outside else ref)
+
+    unit = {name: {**layer, **{key: in_loop(layer[key]) for key in ("from", "base", "base_ctx") if key in layer}}
+            for name, layer in net_dict.items()}
+    unit = {name: {**layer, "is_output_layer": True} if name in layers else layer for name, layer in unit.items()}
+    loop_net = _in_loop(unit, outside)
+    whole_net = build_network({**outside, **net_dict}, extern_data=EXTERN)
+    whole_net.load_params({name[len("output/"):] if name.startswith("output/") else name: value
+                           for name, value in loop_net.get_params().items()})
+    out, whole = loop_net(batch), whole_net(batch)
+    stepped = {name: out["output" if name == "output" else f"output/{name}"].numpy().swapaxes(0, 1)
+               for name in layers}
     for name in layers:
         np.testing.assert_allclose(stepped[name], whole[name].numpy(), rtol=1e-5, atol=1e-6)
-    return loop_net, stepped
+    return rec_unit_network(loop_net), stepped, out
 
 
 def test_dot_attention_frame_matches_numpy_and_whole_sequence():
-    net_dict = {"ctx": {"class": "linear", "from": "data:enc", "n_out": 4},
-                "output": {"class": "dot_attention", "from": "data", "base": "data:enc", "base_ctx": "ctx",
+    net_dict = {"output": {"class": "dot_attention", "from": "data", "base": "data:enc", "base_ctx": "ctx",
                            "energy_factor": 0.5}}
     batch = _batch()
-    net, stepped = _loop_and_whole(net_dict, batch)
-    assert net.templates["output"].batch_ndim == 2 and net.templates["output"].dim == 6
-    enc_ctx = stepped["ctx"][:, 0]  # [B, T_enc, 4], the same in every step
-    weights = _np_softmax_valid(np.einsum("bqf,btf->bqt", batch["data"], enc_ctx) * 0.5, ENC_LENS)
+    body, stepped, out = _loop_and_whole(net_dict, batch,
+                                         outside={"ctx": {"class": "linear", "from": "data:enc", "n_out": 4}})
+    assert body.templates["output"].batch_ndim == 2 and body.templates["output"].dim == 6
+    weights = _np_softmax_valid(np.einsum("bqf,btf->bqt", batch["data"], out["ctx"].numpy()) * 0.5, ENC_LENS)
     np.testing.assert_allclose(stepped["output"], np.einsum("bqt,btf->bqf", weights, batch["enc"]), rtol=1e-5,
                                atol=1e-6)
 
 
 def test_concat_attention_matches_numpy():
-    net_dict = {"ctx": {"class": "linear", "from": "data:enc", "n_out": 4},
-                "output": {"class": "concat_attention", "from": "data", "base": "data:enc", "base_ctx": "ctx"}}
+    net_dict = {"output": {"class": "concat_attention", "from": "data", "base": "data:enc", "base_ctx": "ctx"}}
     batch = _batch(1)
-    net, stepped = _loop_and_whole(net_dict, batch)
-    v = net.layers["output"].v.numpy()
-    assert sorted(net.get_params()) == ["ctx/W", "ctx/b", "output/v"]
-    enc_ctx = stepped["ctx"][:, 0]
-    energy = np.tanh(enc_ctx[:, None] + batch["data"][:, :, None]) @ v  # [B, T_dec, T_enc]
+    body, stepped, out = _loop_and_whole(net_dict, batch,
+                                         outside={"ctx": {"class": "linear", "from": "data:enc", "n_out": 4}})
+    v = body.layers["output"].v.numpy()
+    assert sorted(p.split(":")[0] for p in (var.name for var in body.variables)) == ["output/output/v"]
+    energy = np.tanh(out["ctx"].numpy()[:, None] + batch["data"][:, :, None]) @ v  # [B, T_dec, T_enc]
     want = np.einsum("bqt,btf->bqf", _np_softmax_valid(energy, ENC_LENS), batch["enc"])
     np.testing.assert_allclose(stepped["output"], want, rtol=1e-5, atol=1e-6)
 
@@ -92,8 +102,8 @@ def test_gauss_window_attention_demo_att_copy_in_loop():
                         "base": "data:enc"},
                 "output": {"class": "combine_dims", "axes": "non_spatial", "from": "att"}}
     batch = _batch(2)
-    net, stepped = _loop_and_whole(net_dict, batch, layers=("att", "output"))
-    assert net.templates["att"].batch_shape == (None, 5, 6) and net.templates["output"].batch_shape == (None, 30)
+    body, stepped, _ = _loop_and_whole(net_dict, batch, layers=("att", "output"))
+    assert body.templates["att"].batch_shape == (None, 5, 6) and body.templates["output"].batch_shape == (None, 30)
     for t in range(5):
         want = _np_gauss_window(batch["pos"][:, t, 0], batch["enc"], ENC_LENS, 10, inner_size=5)
         np.testing.assert_allclose(stepped["att"][:, t], want, rtol=1e-5, atol=1e-6)
@@ -104,23 +114,25 @@ def test_gauss_window_attention_without_inner_size_and_std():
     net_dict = {"output": {"class": "gauss_window_attention", "window_size": 3, "std": 2.0, "from": "data:pos",
                            "base": "data:enc"}}
     batch = _batch(4)
-    _, stepped = _loop_and_whole(net_dict, batch)
+    _, stepped, _ = _loop_and_whole(net_dict, batch)
     for t in range(5):
         want = _np_gauss_window(batch["pos"][:, t, 0], batch["enc"], ENC_LENS, 3, std=2.0)
         np.testing.assert_allclose(stepped["output"][:, t], want, rtol=1e-5, atol=1e-6)
 
 
 def test_enc_attention_errors_name_layer_and_option():
-    def build(layer, extra=None):
-        return build_loop_network({**(extra or {}), "output": layer}, extern_data=FRAME_EXTERN)
+    def build(layer):
+        return _in_loop({"output": layer})
 
-    with pytest.raises(LayerConfigError, match=r"layer 'output' \(class \"dot_attention\"\): \"base_ctx\": required"):
-        build({"class": "dot_attention", "from": "data", "base": "data:enc"})
+    with pytest.raises(LayerConfigError, match=r"layer 'output/output' \(class \"dot_attention\"\): \"base_ctx\": "
+                                               r"required"):
+        build({"class": "dot_attention", "from": "data:source", "base": "base:data:enc"})
     with pytest.raises(LayerConfigError, match=r"\"base_ctx\" .* needs the feature dim of the input"):
-        build({"class": "concat_attention", "from": "data", "base": "data:enc", "base_ctx": "data:enc"})
+        build({"class": "concat_attention", "from": "data:source", "base": "base:data:enc",
+               "base_ctx": "base:data:enc"})
     with pytest.raises(LayerConfigError, match=r"\"base\": expected a dense \[B, T, F\] layer"):
-        build({"class": "gauss_window_attention", "from": "data:pos", "base": "data", "window_size": 3})
+        build({"class": "gauss_window_attention", "from": "data:pos", "base": "data:source", "window_size": 3})
     with pytest.raises(LayerConfigError, match=r"class \"gauss_window_attention\"\): input .*expected positions"):
-        build({"class": "gauss_window_attention", "from": "data", "base": "data:enc", "window_size": 3})
+        build({"class": "gauss_window_attention", "from": "data:source", "base": "base:data:enc", "window_size": 3})
     with pytest.raises(LayerConfigError, match=r"\"window_size\" 0, .* expected positive values"):
-        build({"class": "gauss_window_attention", "from": "data:pos", "base": "data:enc", "window_size": 0})
+        build({"class": "gauss_window_attention", "from": "data:pos", "base": "base:data:enc", "window_size": 0})

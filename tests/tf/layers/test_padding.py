@@ -3,9 +3,8 @@ import functools
 import numpy as np
 import pytest
 
-from loop_steps import build_loop_network, ragged_batch, run_steps
 from returnn.errors import LayerConfigError
-from returnn.testing import build_network, run_network
+from returnn.testing import build_network, ragged_batch, rec_loop_dict, rec_unit_network, run_network
 
 EXTERN = {"data": {"dim": 3}, "vec": {"shape": (3,), "time_dim_axis": None}}
 
@@ -82,11 +81,12 @@ def test_shift_axis_with_and_without_padding(amount):
 @pytest.mark.parametrize("opts", [{"window_right": 0}, {"window_left": 2}])
 def test_window_in_loop_holds_last_frames_like_whole_sequence(opts):
     layer = {"class": "window", "from": "data", "window_size": 3, **opts}
-    loop_net = build_loop_network({"output": layer}, extern_data={"data": {"shape": (3,), "time_dim_axis": None}})
-    assert loop_net.templates["output"].batch_shape == (None, 3, 3)
-    assert loop_net.layers["output"].initial_state(4).shape == (4, 3, 3)
+    loop_net = build_network(rec_loop_dict({"output": {**layer, "from": "data:source"}}), extern_data=EXTERN)
+    body = rec_unit_network(loop_net)
+    assert body.templates["output"].batch_shape == (None, 3, 3)
+    assert body.layers["output"].initial_state(4).shape == (4, 3, 3)
     batch = ragged_batch(np.random.default_rng(0), (4, 6, 3), [6, 2, 5, 1], "data")
-    stepped = run_steps(loop_net, {"data": batch["data"]}, {})["output"]  # [B, T, window, F]
+    stepped = loop_net(batch)["output"].numpy().transpose(1, 0, 2, 3)  # [B, T, window, F]
     whole = build_network({"output": layer}, extern_data=EXTERN)(batch)["output"].numpy()
     valid = np.arange(6)[None, :] < batch["data:seq_len"][:, None]
     np.testing.assert_allclose(stepped[valid], whole[valid])
@@ -94,10 +94,12 @@ def test_window_in_loop_holds_last_frames_like_whole_sequence(opts):
 
 
 def test_window_in_loop_errors_name_layer_and_option():
-    frame = {"data": {"shape": (3,), "time_dim_axis": None}}
-    with pytest.raises(LayerConfigError, match=r"layer 'output' \(class \"window\"\): inside a rec loop the window "
-                                               r"can only look back: set \"window_right\": 0"):
-        build_loop_network({"output": {"class": "window", "window_size": 3}}, extern_data=frame)
+    def build(**opts):
+        unit = {"output": {"class": "window", "from": "data:source", "window_size": 3, **opts}}
+        return build_network(rec_loop_dict(unit), extern_data=EXTERN)
+
+    with pytest.raises(LayerConfigError, match=r"layer 'output/output' \(class \"window\"\): inside a rec loop the "
+                                               r"window can only look back: set \"window_right\": 0"):
+        build()
     with pytest.raises(LayerConfigError, match=r"inside a rec loop: expected \"padding\" \"same\""):
-        build_loop_network({"output": {"class": "window", "window_size": 3, "window_right": 0, "padding": "valid"}},
-                           extern_data=frame)
+        build(window_right=0, padding="valid")

@@ -2,13 +2,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from loop_steps import build_loop_network, ragged_batch, run_steps
 from returnn.errors import LayerConfigError
 from returnn.tensor.dim import Dim, batch_dim, feature_dim
-from returnn.testing import build_network, run_network
+from returnn.testing import build_network, ragged_batch, rec_loop_dict, rec_unit_network, run_network
 
 EXTERN = {"data": {"dim": 5}, "other": {"dim": 3}, "classes": {"dim": 7, "sparse": True}}
-FRAME_EXTERN = {"data": {"shape": (5,), "time_dim_axis": None}, "other": {"shape": (3,), "time_dim_axis": None}}
 LENS = [6, 2, 4]
 
 
@@ -68,22 +66,22 @@ def test_self_attention_gradient_ignores_padded_frames():
 
 def test_self_attention_in_loop_equals_causal_whole_sequence():
     """RETURNN's demo-tf-rec-self-att layer (with a second input frame instead of prev:output)."""
-    layer = {"class": "self_attention", "attention_left_only": True, "from": ["data", "data:other"],
-             "num_heads": 4, "total_key_dim": 20, "n_out": 20}
-    loop_net = build_loop_network({"output": layer}, extern_data=FRAME_EXTERN)
-    time = Dim(None, "time")  # both inputs share it, as the loop's frames do
-    whole_net = build_network({"output": layer}, extern_data={
-        "data": {"dims": [batch_dim, time, feature_dim(5, "data:feature")]},
-        "other": {"dims": [batch_dim, time, feature_dim(3, "other:feature")]}})
-    assert whole_net.load_params(loop_net.get_params()) == ["output/QKV"]
+    layer = {"class": "self_attention", "attention_left_only": True, "num_heads": 4, "total_key_dim": 20, "n_out": 20}
+    time = Dim(None, "time")  # both inputs share it: the loop reads a frame of each per step
+    extern = {"data": {"dims": [batch_dim, time, feature_dim(5, "data:feature")]},
+              "other": {"dims": [batch_dim, time, feature_dim(3, "other:feature")]}}
+    loop_net = build_network(rec_loop_dict({"output": {**layer, "from": ["data:source", "data:other"]}}),
+                             extern_data=extern)
+    whole_net = build_network({"output": {**layer, "from": ["data", "data:other"]}}, extern_data=extern)
+    assert whole_net.load_params({"output/QKV": loop_net.get_params()["output/output/QKV"]}) == ["output/QKV"]
     rng = np.random.default_rng(0)
     batch = {**ragged_batch(rng, (3, 6, 5), LENS, "data"), **ragged_batch(rng, (3, 6, 3), LENS, "other")}
-    stepped = run_steps(loop_net, {"data": batch["data"], "other": batch["other"]}, {})["output"]
-    assert loop_net.templates["output"].batch_ndim == 2 and stepped.shape == (3, 6, 20)
+    stepped = loop_net(batch)["output"].numpy().transpose(1, 0, 2)
+    assert rec_unit_network(loop_net).templates["output"].batch_ndim == 2 and stepped.shape == (3, 6, 20)
     whole = whole_net(batch)["output"].numpy()
     valid = np.arange(6)[None, :] < np.asarray(LENS)[:, None]
     np.testing.assert_allclose(stepped[valid], whole[valid], rtol=1e-5, atol=1e-5)
-    state = loop_net.layers["output"].initial_state(tf.constant(3))
+    state = rec_unit_network(loop_net).layers["output"].initial_state(tf.constant(3))
     assert state["k_left"].shape == (3, 4, 0, 5) and state["v_left"].shape == (3, 4, 0, 5)
 
 
@@ -97,17 +95,19 @@ def test_self_attention_dropout_only_in_training():
 
 
 def test_self_attention_errors_name_layer_and_option():
-    def build(extern=EXTERN, builder=build_network, **opts):
+    def build(extern=EXTERN, **opts):
         layer = {"class": "self_attention", "num_heads": 2, "total_key_dim": 4, "n_out": 4, **opts}
-        return builder({"output": layer}, extern_data=extern)
+        return build_network({"output": layer}, extern_data=extern)
 
     where = r"layer 'output' \(class \"self_attention\"\): "
     with pytest.raises(LayerConfigError, match=where + r"\"total_key_dim\" 5 is not divisible by \"num_heads\" 2"):
         build(total_key_dim=5)
     with pytest.raises(LayerConfigError, match=where + r"\"n_out\" 3 is not divisible"):
         build(n_out=3)
-    with pytest.raises(LayerConfigError, match=where + r"\"attention_left_only\": inside a rec loop"):
-        build(FRAME_EXTERN, build_loop_network)
+    with pytest.raises(LayerConfigError, match=r"layer 'output/output' \(class \"self_attention\"\): "
+                                               r"\"attention_left_only\": inside a rec loop"):
+        build_network(rec_loop_dict({"output": {"class": "self_attention", "from": "data:source", "num_heads": 2,
+                                                "total_key_dim": 4, "n_out": 4}}), extern_data=EXTERN)
     with pytest.raises(LayerConfigError, match=where + r"\"key_shift\": not supported"):
         build(key_shift="rel")
     with pytest.raises(LayerConfigError, match=where + r"expected input \[B, T, F\]"):

@@ -90,10 +90,7 @@ def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | 
             if whole.time_dim is None:
                 raise ctx.error(f'"target" {target!r}: has no time axis to take the loop length from')
             time_dim, length_key = whole.time_dim, f"data:{target}"
-        elif max_seq_len is not None:
-            if "end" not in unit:
-                raise ctx.error('"max_seq_len" without an "end" sublayer: add "end" (bool per sequence), or give '
-                                '"target" / "size_target"')
+        elif max_seq_len is not None:  # without "end": every sequence runs max_seq_len steps
             time_dim = spatial_dim(None, f"{ctx.name}:time")
         elif "end" in unit:
             raise ctx.error('has an "end" layer but no "max_seq_len"; give "max_seq_len" (a number or an '
@@ -105,9 +102,6 @@ def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | 
         for ref in _MAX_LEN_FROM.findall(max_seq_len):
             ctx.dependency(ref[len("base:"):] if ref.startswith("base:") else ref)
     initial_output = {name: layer.get("initial_output") for name, layer in unit.items()}
-    for spec in initial_output.values():
-        if isinstance(spec, str) and spec.startswith("base:"):
-            ctx.dependency(spec[len("base:"):])
     known = input_whole is not None or length_key is not None
     roots = [name for name, layer in unit.items() if is_root(name, layer)] + ([] if known or "end" not in unit
                                                                               else ["end"])
@@ -171,11 +165,17 @@ def _as_stacked(ctx: LayerContext, seq: Data, time_dim: Dim) -> Data:
 
 
 def _check_initial_output(ctx: LayerContext, name: str, spec: Any) -> None:
-    ok = (spec in ("zeros", "ones", "var") or (isinstance(spec, (int, float)) and not isinstance(spec, bool))
-          or (isinstance(spec, str) and spec.startswith("base:")))
-    if not ok:
-        raise ctx.error(f'sublayer {name!r}: "initial_output": expected 0, "zeros", "ones", a number, '
-                        f'"base:LAYER" or "var", got {spec!r}')
+    """A known kind of ``initial_output``; a ``base:x`` is built before the rec layer, as one of its inputs."""
+    if isinstance(spec, str) and spec.startswith("base:"):
+        outer = spec[len("base:"):]
+        if not outer.startswith(("data:", "base:")) and outer.split("/", 1)[0] not in ctx.network.net_dict:
+            raise ctx.error(f'sublayer {name!r}: "initial_output" {spec!r}: no layer {outer!r} outside the loop; '
+                            f"defined: {', '.join(ctx.network.net_dict)}")
+        ctx.dependency(outer)
+    elif not (spec is None or (isinstance(spec, str) and spec in ("zeros", "ones", "var"))
+              or (isinstance(spec, (int, float)) and not isinstance(spec, bool))):
+        raise ctx.error(f'sublayer {name!r}: "initial_output": expected 0, "zeros", "ones", a number, "base:LAYER" or '
+                        f'"var", got {spec!r}')
 
 
 def _initial_output(ctx: LayerContext, name: str, template: Data, spec: Any, batch_size: Any,
@@ -230,7 +230,7 @@ class RecLoop:
         whole: dict[str, Data] = {}
         if input_data is not None:
             x = input_data.copy_as_time_major()
-            whole["data:source"] = whole["data"] = x
+            whole["data:source"] = whole["data"] = whole["data:data"] = x
             max_len, seq_lens = tf.shape(x.tensor)[0], x.get_dyn_size(x.time_dim)
         elif plan.length_key is not None:
             target = refs[plan.length_key]
@@ -288,8 +288,9 @@ class RecLoop:
                                frame_template(value, time_dim).copy_template(ref))
             else:
                 fixed[ref] = value
-        if "data:source" in frames:
-            frames.pop("data", None)
+        for alias in ("data", "data:data"):  # the source frame under its other names
+            if "data:source" in frames:
+                frames.pop(alias, None)
         prevs = {name: self._initial(name, loop.templates[name], refs) for name in scope.prev_reads}
         states = loop.initial_states(batch_size)
         known_len = seq_lens is not None
@@ -307,7 +308,7 @@ class RecLoop:
             for ref, (ta, template) in frames.items():
                 inputs[ref] = template.with_tensor(ta.read(i))
             if "data:source" in inputs:
-                inputs["data"] = inputs["data:source"]
+                inputs["data"] = inputs["data:data"] = inputs["data:source"]
             inputs[":i"] = index_data(i)
             for name, value in prevs.items():
                 inputs[f"prev:{name}"] = loop.templates[name].copy_template(f"prev:{name}").with_tensor(value)
@@ -315,7 +316,7 @@ class RecLoop:
             outs = {name: ta.write(i, values[name].tensor) for name, ta in outs.items()}
             logits = {name: ta.write(i, tf.cast(values[name].logits, tf.float32)) for name, ta in logits.items()}
             new_prevs = {name: values[name].tensor for name in prevs}
-            if not known_len:
+            if "end" in values and not known_len:
                 end_now = tf.reshape(tf.cast(values["end"].tensor, tf.bool), [batch_size])
                 first = tf.logical_and(end_now, tf.logical_not(ended))
                 end_lens = tf.where(first, i + (1 if self.include_eos else 0), end_lens)

@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 
 from returnn.errors import LayerConfigError
-from returnn.testing import build_network, random_batch
+from returnn.testing import build_network, random_batch, rec_loop_dict, rec_unit_network
 
 EXTERN = {"data": {"dim": 4}, "classes": {"dim": 5, "sparse": True}}
-FRAME = {"data": {"shape": (4,), "time_dim_axis": None}}
 
 
 def sigmoid(x):
@@ -54,14 +53,17 @@ def test_rnn_cell_over_sequences_matches_numpy_and_rec():
 @pytest.mark.parametrize("unit, params", [("LSTMBlock", {"W": (4, 12), "W_re": (3, 12), "b": (12,)}),
                                           ("GRU", {"W": (4, 9), "W_re": (3, 9), "b": (9,)}),
                                           ("BasicRNN", {"W": (4, 3), "W_re": (3, 3), "b": (3,)})])
-def test_rnn_cell_in_loop_is_one_step(unit, params, loop):
-    body = loop.body({"output": {"class": "rnn_cell", "unit": unit, "n_out": 3}}, extern_data=FRAME)
-    assert {k: tuple(v.shape) for k, v in body.get_params().items()} == {f"output/{k}": v for k, v in params.items()}
-    assert body.templates["output"].batch_shape == (None, 3) and body.templates["output"].time_dim is None
-    whole = build_network({"output": {"class": "rnn_cell", "unit": unit, "n_out": 3}}, extern_data=EXTERN)
-    body.load_params({k: v.numpy() for k, v in whole.get_params().items()})
+def test_rnn_cell_in_loop_is_one_step(unit, params):
+    layer = {"class": "rnn_cell", "unit": unit, "n_out": 3}
+    loop_net = build_network(rec_loop_dict({"output": {**layer, "from": "data:source"}}), extern_data=EXTERN)
+    assert {k: tuple(v.shape) for k, v in loop_net.get_params().items()} == {
+        f"output/output/{k}": v for k, v in params.items()}
+    template = rec_unit_network(loop_net).templates["output"]
+    assert template.batch_shape == (None, 3) and template.time_dim is None
+    whole = build_network({"output": layer}, extern_data=EXTERN)
+    loop_net.load_params({f"output/{k}": v.numpy() for k, v in whole.get_params().items()})
     batch = random_batch(whole.extern_data, n_batch=3, max_time=5, seed=6)
-    got, want = loop.run(body, {"data": batch["data"]})["output"], whole(batch)["output"].numpy()
+    got, want = loop_net(batch)["output"].numpy(), whole(batch)["output"].numpy()
     for b, n in enumerate(batch.seq_lens("data")):
         np.testing.assert_allclose(got[:n, b], want[:n, b], rtol=1e-5, atol=1e-5)
 
@@ -127,20 +129,21 @@ def test_get_last_hidden_state_combines_sources():
         np.testing.assert_allclose(out["sum"].numpy()[b], h_fw[-1] + h_bw[-1], rtol=1e-5, atol=1e-5)
 
 
-def test_get_last_hidden_state_inside_a_loop_reads_the_current_state(loop):
-    body = loop.body({"s": {"class": "rnn_cell", "unit": "LSTMBlock", "n_out": 3},
-                      "output": {"class": "get_last_hidden_state", "from": "s", "n_out": 6},
-                      "h": {"class": "get_last_hidden_state", "from": "s", "key": "h", "is_output_layer": True}},
-                     extern_data=FRAME)
-    body.layers["s"].params["b"].assign(np.linspace(-1, 1, 12).astype(np.float32))
+def test_get_last_hidden_state_inside_a_loop_reads_the_current_state():
+    net = build_network(rec_loop_dict({
+        "s": {"class": "rnn_cell", "unit": "LSTMBlock", "n_out": 3, "from": "data:source", "is_output_layer": True},
+        "output": {"class": "get_last_hidden_state", "from": "s", "n_out": 6},
+        "h": {"class": "get_last_hidden_state", "from": "s", "key": "h", "is_output_layer": True}}),
+        extern_data=EXTERN)
+    net.get_params()["output/s/b"].assign(np.linspace(-1, 1, 12).astype(np.float32))
     x = np.random.default_rng(3).normal(size=(2, 5, 4)).astype(np.float32)
-    got = loop.run(body, {"data": x})
-    p = layer_params(body, "s")
+    got = {name: data.numpy() for name, data in net({"data": x, "data:seq_len": np.array([5, 5], np.int32)}).items()}
+    p = layer_params(net, "output/s")
     for b in range(2):
         _, cs, hs = lstm_numpy(x[b], p)
         np.testing.assert_allclose(got["output"][:, b], np.concatenate([cs, hs], axis=1), rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(got["h"][:, b], hs, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(got["s"][:, b], hs, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got["output/h"][:, b], hs, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got["output/s"][:, b], hs, rtol=1e-5, atol=1e-5)
 
 
 def test_get_last_hidden_state_through_base_of_a_subnetwork():

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from returnn.errors import LayerConfigError
-from returnn.testing import blstm_net_dict, build_network, random_batch
+from returnn.testing import blstm_net_dict, build_network, random_batch, rec_loop_dict, rec_unit_network
 
 EXTERN = {"data": {"dim": 4}, "classes": {"dim": 5, "sparse": True}}
 
@@ -124,7 +124,6 @@ def test_rec_weight_inits():
     assert (p["output/W"] == 0.25).all() and (p["output/W_re"] == 0.25).all() and (p["output/b"] == 0).all()
 
 
-FRAME = {"data": {"shape": (4,), "time_dim_axis": None}}
 LOOP_UNITS = ["nativelstm2", "lstmblock", "standardlstm", "gru", "rnn"]
 
 
@@ -138,29 +137,36 @@ def _lstm_numpy_state(x, n, w, w_re, b, direction):
     return c, h
 
 
-@pytest.mark.parametrize("unit", LOOP_UNITS)
-def test_rec_in_loop_steps_match_whole_sequence(unit, loop):
+def _cell_in_loop_and_whole(unit):
+    """The cell of ``unit`` as the unit of a rec loop over data, and as a whole-sequence layer with the same
+    params; both also give its last state as ``last``."""
     layer = {"class": "rec", "unit": unit, "n_out": 3, "bias_init": 0.1}
-    whole = build_network({"output": layer, "last": {"class": "copy", "from": "output/last_state",
-                                                     "is_output_layer": True}}, extern_data=EXTERN)
-    body = loop.body({"output": layer, "last": {"class": "copy", "from": "output/last_state",
-                                                "is_output_layer": True}}, extern_data=FRAME)
-    template = body.templates["output"]
-    assert template.time_dim is None and template.batch_shape == (None, 3) and template.batch_dim_axis == 0
+    last = {"class": "copy", "from": "output/last_state", "is_output_layer": True}
+    whole = build_network({"output": layer, "last": last}, extern_data=EXTERN)
+    loop_net = build_network(rec_loop_dict({"output": {**layer, "from": "data:source"}, "last": last}),
+                             extern_data=EXTERN)
     params = {name: var.numpy() for name, var in whole.get_params().items()}
-    assert {k: v.shape for k, v in params.items()} == {k: tuple(v.shape) for k, v in body.get_params().items()}
-    body.load_params(params)
+    assert {f"output/{k}": v.shape for k, v in params.items()} == {
+        k: tuple(v.shape) for k, v in loop_net.get_params().items()}
+    loop_net.load_params({f"output/{k}": v for k, v in params.items()})
+    return loop_net, whole
 
+
+@pytest.mark.parametrize("unit", LOOP_UNITS)
+def test_rec_in_loop_steps_match_whole_sequence(unit):
+    loop_net, whole = _cell_in_loop_and_whole(unit)
+    template = rec_unit_network(loop_net).templates["output"]
+    assert template.time_dim is None and template.batch_shape == (None, 3) and template.batch_dim_axis == 0
     batch = random_batch(whole.extern_data, n_batch=4, max_time=6, seed=3, pad_value=9.0)
-    want = whole(batch)
-    got = loop.run(body, {"data": batch["data"]})
+    want, got = whole(batch), loop_net(batch)
     lens = batch.seq_lens("data")
     for b, n in enumerate(lens):
-        np.testing.assert_allclose(got["output"][:n, b], want["output"].numpy()[:n, b], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got["output"].numpy()[:n, b], want["output"].numpy()[:n, b], rtol=1e-5, atol=1e-5)
         # the loop's state after the last valid frame is the whole-sequence last state
-        np.testing.assert_allclose(got["last"][n - 1, b], want["last"].numpy()[b], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got["output/last"].numpy()[n - 1, b], want["last"].numpy()[b], rtol=1e-5,
+                                   atol=1e-5)
     n_parts = 2 if "lstm" in unit else 1
-    assert want["last"].dims[-1].size == got["last"].shape[-1] == n_parts * 3
+    assert want["last"].dims[-1].size == got["output/last"].numpy().shape[-1] == n_parts * 3
 
 
 @pytest.mark.parametrize("direction", [1, -1])
@@ -195,35 +201,41 @@ def test_rec_last_state_under_tf_function():
     assert forward.experimental_get_tracing_count() == 1
 
 
-def test_rec_in_loop_concatenates_its_sources_like_the_enc_dec_demo(loop):
+def test_rec_in_loop_concatenates_its_sources_like_the_enc_dec_demo():
     """``"s": {"class": "rec", "unit": "nativelstm2", "from": ["prev:output_embed", "base:input_last"]}``."""
-    body = loop.body({"output": {"class": "rec", "unit": "nativelstm2", "from": ["data:a", "data:b"], "n_out": 5}},
-                     extern_data={"a": {"shape": (2,), "time_dim_axis": None},
-                                  "b": {"shape": (6,), "time_dim_axis": None}})
+    net = build_network(rec_loop_dict({"output": {"class": "rec", "unit": "nativelstm2", "n_out": 5,
+                                                  "from": ["data:source", "data:b"]}}, source="data:a"),
+                        extern_data={"a": {"dim": 2}, "b": {"dim": 6}})
+    body = rec_unit_network(net)
     layer = body.layers["output"]
-    assert {k: tuple(v.shape) for k, v in body.get_params().items()} == {
-        "output/W": (8, 20), "output/W_re": (5, 20), "output/b": (20,)}
+    assert {k: tuple(v.shape) for k, v in net.get_params().items()} == {
+        "output/output/W": (8, 20), "output/output/W_re": (5, 20), "output/output/b": (20,)}
     c0, h0 = layer.initial_state(3)
     assert c0.shape == h0.shape == (3, 5) and not np.any(c0.numpy())
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(3, 2)).astype(np.float32), rng.normal(size=(3, 6)).astype(np.float32)
-    sources = [body.extern_data["a"].with_tensor(a), body.extern_data["b"].with_tensor(b)]
+    sources = [template.with_tensor(value) for template, value in zip(layer.ctx.sources, (a, b))]
     y, (c, h) = layer.step(sources, (c0, h0), train=False, i=0)
     want_y, _ = layer.unit.step(np.concatenate([a, b], axis=1), (c0, h0))
     np.testing.assert_allclose(y.numpy(), want_y.numpy(), rtol=1e-6)
     assert y.dims == body.templates["output"].dims and np.allclose(h.numpy(), y.numpy())
+    batch = random_batch(net.extern_data, n_batch=3, max_time=4, seed=1)
+    np.testing.assert_allclose(net(batch)["output"].numpy()[0], layer.unit.step(
+        np.concatenate([batch["a"][:, 0], batch["b"][:, 0]], axis=1), (c0, h0))[0].numpy(), rtol=1e-6)
 
 
-def test_rec_in_loop_errors(loop):
-    with pytest.raises(LayerConfigError, match=r"layer 'output' \(class \"rec\"\): \"direction\": -1 needs a time "
-                                               r"axis; inside a rec loop"):
-        loop.body({"output": {"class": "rec", "unit": "lstm", "n_out": 3, "direction": -1}}, extern_data=FRAME)
+def test_rec_in_loop_errors():
+    def build(layer, extern=EXTERN):
+        return build_network(rec_loop_dict({"output": {"from": "data:source", **layer}}), extern_data=extern)
+
+    with pytest.raises(LayerConfigError, match=r"layer 'output/output' \(class \"rec\"\): \"direction\": -1 needs a "
+                                               r"time axis; inside a rec loop"):
+        build({"class": "rec", "unit": "lstm", "n_out": 3, "direction": -1})
     with pytest.raises(LayerConfigError, match=r"inside a rec loop needs input \[B, F\]"):
-        loop.body({"output": {"class": "rec", "unit": "lstm", "n_out": 3}},
-                  extern_data={"data": {"shape": (2, 4), "time_dim_axis": None}})
-    body = loop.body({"output": {"class": "rec", "unit": "gru", "n_out": 3}}, extern_data=FRAME)
-    with pytest.raises(TypeError, match=r"layer 'output'.*one frame per step.*initial_state\(\) and step\(\)"):
-        body.layers["output"]([body.extern_data["data"].with_tensor(np.zeros((2, 4), np.float32))], train=False)
+        build({"class": "rec", "unit": "lstm", "n_out": 3}, extern={"data": {"shape": (None, 2, 4)}})
+    layer = rec_unit_network(build({"class": "rec", "unit": "gru", "n_out": 3})).layers["output"]
+    with pytest.raises(TypeError, match=r"layer 'output/output'.*one frame per step.*initial_state\(\) and step\(\)"):
+        layer([layer.ctx.sources[0].with_tensor(np.zeros((2, 4), np.float32))], train=False)
     assert build_network({"output": {"class": "rec", "unit": "gru", "n_out": 3}},
                          extern_data=EXTERN).layers["output"].initial_state(2) is None
 
@@ -252,26 +264,14 @@ def test_rec_in_a_subnetwork_names_params_by_path_and_exposes_last_state():
     np.testing.assert_allclose(out, np.stack([y[n - 1, b] for b, n in enumerate(batch.seq_lens("data"))]), rtol=1e-6)
 
 
-def test_rec_in_loop_steps_inside_a_tf_while_loop(loop):
-    """As the rec loop will run it: initial_state and step_with_subs in a traced tf.while_loop."""
-    body = loop.body({"output": {"class": "rec", "unit": "lstm", "n_out": 3},
-                      "last": {"class": "copy", "from": "output/last_state", "is_output_layer": True}},
-                     extern_data=FRAME)
-    layer, frame = body.layers["output"], body.extern_data["data"]
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, 4])])
-    def run(x):
-        def step(t, state, ys):
-            out, subs, state = layer.step_with_subs([frame.with_tensor(x[:, t])], state, train=False, i=t)
-            return t + 1, state, ys.write(t, subs["last_state"].tensor)
-
-        ys = tf.TensorArray(tf.float32, size=tf.shape(x)[1])
-        _, state, ys = tf.while_loop(lambda t, *_: t < tf.shape(x)[1], step,
-                                     (0, layer.initial_state(tf.shape(x)[0]), ys))
-        return ys.stack(), state
-
-    x = np.random.default_rng(2).normal(size=(2, 5, 4)).astype(np.float32)
-    lasts, (c, h) = run(x)
-    want = loop.run(body, {"data": x})["last"]
-    np.testing.assert_allclose(lasts.numpy(), want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.concatenate([c, h], axis=-1), want[-1], rtol=1e-5, atol=1e-6)
+def test_rec_in_loop_last_state_under_tf_function():
+    loop_net, whole = _cell_in_loop_and_whole("lstm")
+    forward = loop_net.forward_function(["output/last"])
+    for n_batch, max_time in ((2, 4), (3, 7)):
+        batch = random_batch(whole.extern_data, n_batch=n_batch, max_time=max_time, seed=n_batch)
+        lasts = forward(loop_net.feed(batch))["output/last"].numpy()
+        np.testing.assert_allclose(lasts, loop_net(batch)["output/last"].numpy(), rtol=1e-5, atol=1e-6)
+        want = whole(batch)["last"].numpy()
+        for b, n in enumerate(batch.seq_lens("data")):
+            np.testing.assert_allclose(lasts[n - 1, b], want[b], rtol=1e-5, atol=1e-5)
+    assert forward.experimental_get_tracing_count() == 1
