@@ -12,7 +12,7 @@ import tensorflow as tf
 from returnn.errors import ConfigError, DatasetError, LayerConfigError, LayerConstructionError, ReturnnError
 from returnn.log import logger
 from returnn.tensor.data import Data
-from returnn.tensor.dim import batch_dim
+from returnn.tensor.dim import batch_dim, feature_dim
 from returnn.tensor.extern_data import ExternData, batch_feed, seq_len_key, size_keys
 from returnn.tf import layers as _layers  # noqa: F401  (registers every layer family)
 from returnn.tf.layers.base import CommonOpts, LayerBase, LayerContext, get_layer_class
@@ -350,7 +350,8 @@ class Network(tf.Module):
         return cls, own, common, sources
 
     def _source_templates(self, name: str, sources: Sequence[str]) -> list[str]:
-        """The sources whose templates exist; a ``prev:`` source of a layer being built is dropped (first pass)."""
+        """The sources whose templates exist. A ``prev:x`` whose x is being built (first pass) is guessed from x's
+        ``n_out`` ([B, n_out]) where it has one, else dropped; later passes check the guesses."""
         kept = []
         for ref in sources:
             self._stack.append(None)
@@ -361,9 +362,21 @@ class Network(tf.Module):
                 if not ref.startswith("prev:"):
                     raise
                 self._dropped = True
+                target = ref[len("prev:"):]
+                guess = self._guess_from_n_out(target) if target in self.net_dict else None
+                if guess is not None:
+                    self._prev_guess[target] = guess
+                    kept.append(ref)
             finally:
                 self._stack.pop()
         return kept
+
+    def _guess_from_n_out(self, name: str) -> Data | None:
+        """A frame [B, n_out] for a layer whose dict gives ``n_out`` (a first guess of its template)."""
+        n_out = self.net_dict[name].get("n_out")
+        if not isinstance(n_out, int) or isinstance(n_out, bool) or n_out <= 0:
+            return None
+        return Data(name, (self.batch_dim, feature_dim(n_out, f"{name}:feature")))
 
     def _layer_template(self, name: str, layer_dict: Any) -> None:
         """The template of one layer from its sources' and refs' templates; no variables yet."""

@@ -102,6 +102,7 @@ def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | 
         for ref in _MAX_LEN_FROM.findall(max_seq_len):
             ctx.dependency(ref[len("base:"):] if ref.startswith("base:") else ref)
     initial_output = {name: layer.get("initial_output") for name, layer in unit.items()}
+    ctx.needs_batch_size()  # initial outputs and states
     known = input_whole is not None or length_key is not None
     roots = [name for name, layer in unit.items() if is_root(name, layer)] + ([] if known or "end" not in unit
                                                                               else ["end"])

@@ -418,9 +418,6 @@ def test_rec_loop_debug_print_layer_output_template_shows_the_sublayers():
         "  layer 'output/output' (copy): 'output' [B,'s:feature'(3)] float32"]
 
 
-@pytest.mark.xfail(strict=True, raises=LayerConfigError, reason=(
-    "Network._layer_template drops a prev: source whose template is being built; a layer whose only source "
-    "is prev: of itself then has no input, although its n_out fixes the template"))
 def test_rec_loop_layer_reading_only_its_own_prev():
     net = build_network(rec_loop_dict({"output": {"class": "linear", "from": "prev:output", "n_out": 2,
                                                   "initial_output": "ones"}}, source=[], max_seq_len=3),
