@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -305,22 +306,29 @@ class Network(tf.Module):
         self._stack.append(name)
         self._path_stack.append(path)
         try:
-            self._layer_template(name, layer_dict)
-        except (_PrevCycle, LayerConfigError) as exc:
-            if isinstance(exc, _PrevCycle) or _names_a_layer(exc):
-                raise
-            raise self._prefixed(name, layer_dict, exc) from exc
-        except ReturnnError as exc:
-            if _names_a_layer(exc):
-                raise
-            raise self._prefixed(name, layer_dict, exc) from exc
-        except Exception as exc:
-            where = f"layer {self.path_of(name)!r}"
-            raise LayerConstructionError(f"{where}: construction failed: {type(exc).__name__}: {exc}") from exc
+            with self._errors_named(name, "construction"):
+                self._layer_template(name, layer_dict)
         finally:
             self._stack.pop()
             self._path_stack.pop()
         return self.templates[name]
+
+    @contextlib.contextmanager
+    def _errors_named(self, name: str, what: str) -> Iterator[None]:
+        """Errors of building or running layer ``name`` say so: ours get its path and class in front (unless they
+        name a layer already), others become a LayerConstructionError saying ``what`` failed."""
+        try:
+            yield
+        except _PrevCycle:
+            raise
+        except ReturnnError as exc:
+            if _names_a_layer(exc):
+                raise
+            raise self._prefixed(name, self.net_dict[name], exc) from exc
+        except Exception as exc:
+            cls = self.net_dict[name].get("class") if isinstance(self.net_dict[name], Mapping) else None
+            where = f"layer {self.path_of(name)!r}" + (f' (class "{cls}")' if cls else "")
+            raise LayerConstructionError(f"{where}: {what} failed: {type(exc).__name__}: {exc}") from exc
 
     def _prefixed(self, name: str, layer_dict: Any, exc: ReturnnError) -> ReturnnError:
         """The same error type, its message prefixed with this layer's path and class."""
@@ -458,14 +466,8 @@ class Network(tf.Module):
             if name in self.layers:
                 continue
             ctx, where = pending.ctx, pending.ctx.where()
-            try:
+            with self._errors_named(name, "construction"):
                 layer = pending.cls(ctx, pending.opts)
-            except ReturnnError as exc:
-                if _names_a_layer(exc):
-                    raise
-                raise self._prefixed(name, self.net_dict[name], exc) from exc
-            except Exception as exc:
-                raise LayerConstructionError(f"{where}: construction failed: {type(exc).__name__}: {exc}") from exc
             self._sources[name], self._contexts[name], self.layers[name] = pending.sources, ctx, layer
             if ctx.common.loss and not self.inside_loop:  # the rec layer computes those on stacked outputs
                 self.losses[name] = make_loss(ctx.common.loss, ctx.common.loss_opts or {}, output=ctx.out,
@@ -586,19 +588,13 @@ class Network(tf.Module):
     def _run_layer(self, name: str, layer: LayerBase, values: Mapping[str, Data], *, train: bool,
                    call: Callable) -> tuple[Data, dict[str, Data], Any]:
         ctx = self._contexts[name]
-        try:
+        with self._errors_named(name, "call"):
             sources = [self._dropout(values[ref], ctx.common, train=train) for ref in self._sources[name]]
             refs = {ref: values[ref] for ref in ctx.ref_templates}
             with tf.name_scope(layer.name):
                 out, subs, *state = call(sources, refs)
             if ctx.common.activation is not None and "activation" not in type(layer).Opts.field_names():
                 out = out.replace(tensor=ctx.activation(ctx.common.activation)(out.tensor))
-        except ReturnnError as exc:
-            if _names_a_layer(exc):
-                raise
-            raise self._prefixed(name, self.net_dict[name], exc) from exc
-        except Exception as exc:
-            raise LayerConstructionError(f"{ctx.where()}: call failed: {type(exc).__name__}: {exc}") from exc
         if out.dims != self.templates[name].dims:
             raise LayerConstructionError(f"{ctx.where()}: output {out.describe()} differs from its template "
                                          f"{self.templates[name].describe()}")
