@@ -119,6 +119,8 @@ class LayerNormLayer(LayerBase):
     Params: ``scale`` [F] (init 1), ``bias`` [F] (init 0).
     """
 
+    frame_wise = True  # statistics over the feature dim of each frame alone
+
     example = {"from": "data"}
 
     class Opts(LayerOpts):

@@ -34,6 +34,18 @@ def _target_driven_unit():
     }
 
 
+def _layer_norm_unit():
+    """layer_norm on the recurrence (stays in the loop) and on the output side (moves out, as a frame-wise layer)."""
+    return {
+        "s": {"class": "linear", "activation": "tanh", "from": ["prev:s_ln", "data:source"], "n_out": 6},
+        "s_ln": {"class": "layer_norm", "from": "s"},
+        "out2": {"class": "linear", "from": ["s_ln", "data:source"], "n_out": 6},
+        "out_ln": {"class": "layer_norm", "from": "out2"},
+        "prob": {"class": "softmax", "from": "out_ln", "loss": "ce", "target": "classes"},
+        "output": {"class": "copy", "from": "out_ln"},
+    }
+
+
 def _net(unit, optimize, *, from_=("data",)):
     net_dict = {"enc": {"class": "linear", "from": "data", "n_out": 3},
                 "enc_last": {"class": "reduce", "mode": "max", "axes": "T", "from": "enc"},
@@ -59,8 +71,9 @@ def _run(net, batch):
                                                                for n, g in zip(names, grads)}
 
 
-@pytest.mark.parametrize("unit, from_", [(_decoder_unit, ("data",)), (_target_driven_unit, ())],
-                         ids=["decoder", "target_driven"])
+@pytest.mark.parametrize("unit, from_", [(_decoder_unit, ("data",)), (_target_driven_unit, ()),
+                                         (_layer_norm_unit, ("data",))],
+                         ids=["decoder", "target_driven", "layer_norm"])
 def test_optimize_on_and_off_give_equal_outputs_losses_and_gradients(unit, from_):
     on, off = _net(unit(), True, from_=from_), _net(unit(), False, from_=from_)
     assert sorted(on.get_params()) == sorted(off.get_params())
@@ -81,6 +94,7 @@ def test_optimize_on_and_off_give_equal_outputs_losses_and_gradients(unit, from_
 def test_optimize_moves_input_and_output_side_out_and_keeps_the_recurrence():
     assert _parts(_net(_decoder_unit(), True)) == [["cell", "emb", "pre"], ["s"], ["out2", "output", "prob"]]
     assert _parts(_net(_decoder_unit(), False)) == [["cell", "emb", "out2", "output", "pre", "prob", "s"]]
+    assert _parts(_net(_layer_norm_unit(), True)) == [["s", "s_ln"], ["out2", "out_ln", "output", "prob"]]
 
 
 def test_optimize_runs_a_target_driven_recurrence_as_one_whole_sequence_unit():
