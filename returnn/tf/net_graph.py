@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any, Iterable, Mapping
 
 from returnn.errors import LayerConfigError
-from returnn.tf.layers.base import get_layer_class
+from returnn.tf.layers.base import LAYER_CLASSES, get_layer_class
 from returnn.tf.layers.opts import did_you_mean
 
 LAYER, DATA, BASE, PREV, INDEX = "layer", "data", "base", "prev", "index"
@@ -64,8 +64,18 @@ def parse_from(value: Any, *, where: str) -> list[tuple[str, Any]]:
 
 
 def is_root(name: str, layer: Any) -> bool:
-    """Whether a layer is built for its own sake: ``output``, a loss, ``is_output_layer``."""
-    return name == "output" or (isinstance(layer, Mapping) and bool(layer.get("loss") or layer.get("is_output_layer")))
+    """Whether a layer is built for its own sake: ``output``, a loss, ``is_output_layer``, or a loss inside a
+    net dict nested in it (e.g. a softmax with a loss in a rec unit)."""
+    if name == "output":
+        return True
+    if not isinstance(layer, Mapping):
+        return False
+    if layer.get("loss") or layer.get("is_output_layer"):
+        return True
+    cls = LAYER_CLASSES.get(layer.get("class"))
+    nested = cls.nested_net_dicts(layer) if cls is not None else []
+    return any(isinstance(inner, Mapping) and isinstance(sub, Mapping) and sub.get("loss")
+               for inner in nested for sub in inner.values())
 
 
 class NetGraph:

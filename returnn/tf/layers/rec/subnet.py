@@ -144,6 +144,11 @@ def _build_networks(ctx: LayerContext, unit: Mapping[str, Any], graph: NetGraph,
         templates.update((n, _as_stacked(ctx, post.templates[n], time_dim)) for n in after)
     stacked = {name: templates[name] for name, layer in unit.items()
                if name in templates and (is_root(name, layer) or name == "end")}
+    if loop is not None and "end" in loop.templates:
+        end = loop.templates["end"]
+        if end.dtype != "bool" or any(not dim.is_batch for dim in end.dims):
+            raise ctx.error(f'sublayer "end": expected a bool per sequence ([B] or a scalar), got {end.describe()} '
+                            f"{end.dtype}")
     losses = {}
     for net in (pre, loop, post):
         for name, pending in ({} if net is None else net._pending).items():
@@ -318,7 +323,7 @@ class RecLoop:
             logits = {name: ta.write(i, tf.cast(values[name].logits, tf.float32)) for name, ta in logits.items()}
             new_prevs = {name: values[name].tensor for name in prevs}
             if "end" in values and not known_len:
-                end_now = tf.reshape(tf.cast(values["end"].tensor, tf.bool), [batch_size])
+                end_now = tf.broadcast_to(values["end"].tensor, [batch_size])  # [B], or a scalar for all
                 first = tf.logical_and(end_now, tf.logical_not(ended))
                 end_lens = tf.where(first, i + (1 if self.include_eos else 0), end_lens)
                 ended = tf.logical_or(ended, end_now)

@@ -118,3 +118,27 @@ def test_optimized_loop_traces_once():
     for n_batch, max_time in ((2, 4), (3, 7)):
         forward(net.feed(random_batch(net.extern_data, n_batch=n_batch, max_time=max_time, seed=n_batch)))
     assert forward.experimental_get_tracing_count() == 1
+
+
+def test_a_rec_layer_with_a_loss_inside_is_built_without_output_name():
+    net = Network({"enc": {"class": "linear", "from": "data", "n_out": 3},
+                   "dec": {"class": "rec", "from": "enc", "unit": {
+                       "output": {"class": "linear", "from": ["prev:output", "data:source"], "n_out": 4},
+                       "prob": {"class": "softmax", "from": "output", "loss": "ce", "target": "classes"}}},
+                   "output": {"class": "copy", "from": "enc"}}, extern_data=EXTERN)
+    batch = random_batch(net.extern_data, n_batch=2, max_time=3, seed=1)
+    assert set(net.loss_values(net(batch), batch)) == {"dec/prob"}
+
+
+def test_end_may_be_a_scalar_for_all_sequences_and_must_be_bool():
+    unit = {"output": {"class": "linear", "from": "prev:output", "n_out": 2, "initial_output": "ones"},
+            "end": {"class": "compare", "from": ":i", "kind": "greater_equal", "value": 2}}
+    net = Network({"dec": {"class": "rec", "from": [], "max_seq_len": 5, "unit": unit, "is_output_layer": True}},
+                  extern_data=EXTERN)
+    out = net(random_batch(net.extern_data, n_batch=3, max_time=4, seed=2))["dec"]
+    np.testing.assert_array_equal(out.seq_lens.numpy(), [2, 2, 2])
+    bad = {**unit, "end": {"class": "linear", "from": "output", "n_out": 1}}
+    with pytest.raises(Exception, match=r"layer 'dec' \(class \"rec\"\): sublayer \"end\": expected a bool per "
+                                        r"sequence"):
+        Network({"dec": {"class": "rec", "from": [], "max_seq_len": 5, "unit": bad, "is_output_layer": True}},
+                extern_data=EXTERN)
