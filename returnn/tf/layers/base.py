@@ -249,6 +249,12 @@ class LayerBase(tf.Module):
     # cell, on the frames so far): the rec loop optimizer may run it on whole sequences
 
     @classmethod
+    def runs_on_sequences(cls, layer_dict: Mapping[str, Any]) -> bool:
+        """Whether this layer (with these options) inside a rec loop gives, run once on whole sequences, the frames
+        it gives step by step: ``frame_wise`` layers, causal ones; the loop optimizer then moves it out."""
+        return cls.frame_wise and not cls.nested_net_dicts(layer_dict)
+
+    @classmethod
     def nested_net_dicts(cls, layer_dict: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         """Net dicts nested in this layer's config (their ``base:`` refs read this layer's network)."""
         return []

@@ -26,6 +26,10 @@ class CumsumLayer(LayerBase):
     is the layer's state (not with ``reverse``).
     """
 
+    @classmethod
+    def runs_on_sequences(cls, layer_dict: Mapping[str, Any]) -> bool:
+        return layer_dict.get("axis", "T") in ("T", "t") and not layer_dict.get("reverse")  # a running sum
+
     example = {"from": "data", "additional_left_summand_per_element": 0.5}
 
     class Opts(LayerOpts):

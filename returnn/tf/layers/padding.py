@@ -204,6 +204,13 @@ class WindowLayer(LayerBase):
     0 (or ``window_left`` ``window_size - 1``) and the buffer of past frames is the layer's state.
     """
 
+    @classmethod
+    def runs_on_sequences(cls, layer_dict: Mapping[str, Any]) -> bool:
+        looks_back = layer_dict.get("window_right") == 0 or (
+            layer_dict.get("window_left") is not None and layer_dict.get("window_left") == layer_dict.get("window_size", 0) - 1)
+        return (looks_back and layer_dict.get("axis", "T") in ("T", "t") and layer_dict.get("padding", "same") == "same"
+                and layer_dict.get("stride", 1) == 1)
+
     example = {"from": "data", "window_size": 3}
 
     class Opts(LayerOpts):

@@ -26,6 +26,10 @@ class SelfAttentionLayer(LayerBase):
     blocks, one per head, each holding that head's query, key and value columns in turn.
     """
 
+    @classmethod
+    def runs_on_sequences(cls, layer_dict: Mapping[str, Any]) -> bool:
+        return bool(layer_dict.get("attention_left_only"))  # causal: each step sees the frames so far
+
     example = {"from": "data", "num_heads": 2, "total_key_dim": 4, "n_out": 6, "attention_left_only": True}
 
     class Opts(LayerOpts):

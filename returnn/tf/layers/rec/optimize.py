@@ -18,7 +18,7 @@ import tensorflow as tf
 from returnn.tensor.align import aligned_tensor
 from returnn.tensor.data import Data
 from returnn.tensor.dim import Dim
-from returnn.tf.layers.base import LayerContext, get_layer_class
+from returnn.tf.layers.base import LayerBase, LayerContext, get_layer_class
 from returnn.tf.layers.rec.loop_net import SOURCE, frame_template
 from returnn.tf.net_graph import DATA, INDEX, LAYER, PREV, NetGraph, Ref
 
@@ -30,6 +30,11 @@ def partition(graph: NetGraph, built: Iterable[str], *, forced: Iterable[str]) -
     forced = set(forced) | {ref.layer for name in built for ref in graph.refs(name)
                             if ref.kind in (LAYER, PREV) and ref.name != ref.layer}
     reach = {name: graph.depends_on(name) & set(built) for name in built}
+    varying = _time_varying(graph, built)
+    # a layer with a state over a value that is the same at every step (a base: layer) accumulates step by step;
+    # prev: of such a value differs at step 0 only: both stay in the loop
+    forced |= {name for name in built if _has_state(graph, name) and name not in varying}
+    forced |= {name for name in built if any(dep not in varying for dep in graph.prev_deps(name) if dep in reach)}
     core = {name for name in built if name in reach[name] or name in forced or not _movable(graph, name)}
     before = [name for name in built if name not in core and not (reach[name] & core)]
     rest = [name for name in built if name not in core and name not in before]
@@ -39,10 +44,36 @@ def partition(graph: NetGraph, built: Iterable[str], *, forced: Iterable[str]) -
     return before, loop, after
 
 
-def _movable(graph: NetGraph, name: str) -> bool:
-    """Whether a sublayer gives the same frames when run on whole sequences (frame-wise class, no ``:i``)."""
+def _time_varying(graph: NetGraph, built: list[str]) -> set[str]:
+    """Sublayers whose value changes from step to step: they read a frame (``data:``), ``prev:`` or ``:i``, or a
+    sublayer that does; the others (reading only ``base:`` layers) are the same at every step."""
+    varying: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for name in built:
+            if name in varying:
+                continue
+            refs = graph.refs(name)
+            if any(ref.kind in (DATA, PREV, INDEX) for ref in refs) or any(dep in varying for dep in
+                                                                          graph.same_step_deps(name)):
+                varying.add(name)
+                changed = True
+    return varying
+
+
+def _has_state(graph: NetGraph, name: str) -> bool:
+    """Whether the sublayer's class carries a state from step to step (a cell, causal attention, a running sum)."""
     cls = get_layer_class(graph.net_dict[name]["class"])
-    return bool(getattr(cls, "frame_wise", False)) and not any(ref.kind == INDEX for ref in graph.refs(name))
+    return cls.initial_state is not LayerBase.initial_state
+
+
+def _movable(graph: NetGraph, name: str) -> bool:
+    """Whether a sublayer gives the same frames when run on whole sequences (its class says so for its options;
+    no ``:i``)."""
+    layer = graph.net_dict[name]
+    cls = get_layer_class(layer["class"])
+    return cls.runs_on_sequences(layer) and not any(ref.kind == INDEX for ref in graph.refs(name))
 
 
 class SeqScope:
@@ -75,7 +106,12 @@ class SeqScope:
             return self.outside[ref.name].copy_template(ref.text)
         if ref.kind == PREV:
             self.prev_reads[ref.name] = None
-            return net.dependency_template(ref.name, requested_by=requested_by).copy_template(ref.text)
+            template = net.dependency_template(ref.name, requested_by=requested_by)
+            if self.time_dim not in template.dims:
+                raise self.ctx.error(f"sublayer {requested_by!r} reads {ref.text!r}, which is the same at every step "
+                                     f"({template.describe()}); the loop optimizer cannot shift it: set "
+                                     f'"optimize_move_layers_out": False')
+            return template.copy_template(ref.text)
         return None
 
     def after_layer(self, name: str, values: Mapping[str, Data]) -> dict[str, Data]:

@@ -138,7 +138,7 @@ def _build_networks(ctx: LayerContext, unit: Mapping[str, Any], graph: NetGraph,
                                    extern_data={}, loop=scope)
         templates.update((n, stacked_template(t, time_dim, name=f"{ctx.name}/{n}")) for n, t in loop.templates.items())
     if after:
-        outside = {n: templates[n] for n in templates}
+        outside = {n: pre.templates[n] if n in before else templates[n] for n in templates}
         post_scope = SeqScope(ctx, roots=after, time_dim=time_dim, input_whole=input_whole, outside=outside)
         post = ctx.make_subnetwork({n: unit[n] for n in after}, extern_data={}, loop=post_scope)
         templates.update((n, _as_stacked(ctx, post.templates[n], time_dim)) for n in after)
@@ -163,10 +163,8 @@ def _build_networks(ctx: LayerContext, unit: Mapping[str, Any], graph: NetGraph,
 
 
 def _as_stacked(ctx: LayerContext, seq: Data, time_dim: Dim) -> Data:
-    """The stacked (time-major) template of a sublayer computed on whole sequences."""
-    if time_dim not in seq.dims:
-        raise ctx.error(f"sublayer {seq.name!r} moved out of the loop has no loop time axis ({seq.describe()}); "
-                        f'set "optimize_move_layers_out": False')
+    """The stacked (time-major) template of a sublayer computed on whole sequences (one without the loop's time
+    axis, e.g. a linear map of a ``base:`` encoder, is the same at every step)."""
     return stacked_template(frame_template(seq, time_dim), time_dim, name=f"{ctx.name}/{seq.name}")
 
 
@@ -256,24 +254,25 @@ class RecLoop:
                 if seq_lens is None:
                     seq_lens = values.pop(":seq_lens")
                 continue
-            batch.update(self._outside_values(net.scope, values, refs))
+            batch.update(self._outside_values(net.scope, values, refs, max_len))
             outputs = net(batch, train=train)
             values.update((name, outputs[name]) for name in net.templates)
         result = {}
         for name, template in plan.stacked.items():
-            tensor = aligned_tensor(values[name], template.dims)
+            tensor = aligned_tensor(_over_time(values[name], plan.time_dim, max_len), template.dims)
             data = template.with_tensor(tensor, dyn_sizes={plan.time_dim: seq_lens})
             result[name] = data.replace(tensor=data.masked_tensor(), logits=_aligned_logits(values[name], template))
         return result
 
-    def _outside_values(self, scope: Any, values: Mapping[str, Data], refs: Mapping[str, Data]) -> dict[str, Data]:
+    def _outside_values(self, scope: Any, values: Mapping[str, Data], refs: Mapping[str, Data],
+                        max_len: Any) -> dict[str, Data]:
         """``x`` and ``prev:x`` of sublayers computed in an earlier network, as whole sequences."""
         result = {}
         for ref in scope.outside_reads:
             name = ref[len("prev:"):] if ref.startswith("prev:") else ref
             value = values[name]
             if ref.startswith("prev:"):
-                value = shifted(value, self.plan.time_dim,
+                value = shifted(_over_time(value, self.plan.time_dim, max_len), self.plan.time_dim,
                                 self._initial(name, frame_template(value, self.plan.time_dim), refs))
             result[ref] = value
         return result
@@ -287,7 +286,7 @@ class RecLoop:
         frames: dict[str, tuple[tf.TensorArray, Data]] = {}
         fixed: dict[str, Data] = {}
         per_step = dict(batch)
-        per_step.update(self._outside_values(scope, before, refs))
+        per_step.update(self._outside_values(scope, before, refs, max_len))
         for ref, value in per_step.items():
             if time_dim in value.dims:
                 frames[ref] = (_unstack(value.copy_move_axis(value.dims.index(time_dim), 0).tensor),
@@ -362,6 +361,14 @@ class RecLoop:
         except Exception as exc:
             raise self.ctx.error(f'"max_seq_len" {spec!r}: {type(exc).__name__}: {exc}') from None
         return tf.cast(value, tf.int32)
+
+
+def _over_time(value: Data, time_dim: Dim, max_len: Any) -> Data:
+    """``value`` with the loop's time axis in front: as it is, or repeated when it is the same at every step."""
+    if time_dim in value.dims:
+        return value
+    tensor = tf.broadcast_to(value.tensor[None], tf.concat([[max_len], tf.shape(value.tensor)], 0))
+    return value.replace(dims=(time_dim,) + value.dims, time_dim=time_dim, tensor=tensor, logits=None)
 
 
 def _aligned_logits(value: Data, template: Data) -> Any:

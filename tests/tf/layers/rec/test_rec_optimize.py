@@ -46,6 +46,32 @@ def _layer_norm_unit():
     }
 
 
+def _attention_unit():
+    """An attention decoder with a loop-invariant map of the encoder inside the unit (computed once)."""
+    return {
+        "emb": {"class": "linear", "from": "data:classes", "n_out": 5},
+        "enc_ctx": {"class": "linear", "from": "base:enc", "n_out": 6},
+        "s": {"class": "rec", "unit": "lstm", "from": ["prev:emb", "prev:att"], "n_out": 6},
+        "energy": {"class": "dot", "from": ["s", "enc_ctx"], "red1": "F", "red2": "F", "var1": None, "var2": "T"},
+        "att_weights": {"class": "softmax_over_spatial", "from": "energy"},
+        "att": {"class": "generic_attention", "weights": "att_weights", "base": "base:enc"},
+        "prob": {"class": "softmax", "from": ["s", "att"], "loss": "ce", "target": "classes"},
+        "output": {"class": "copy", "from": "att"},
+    }
+
+
+def _self_attention_unit():
+    """A transformer-style decoder: causal self-attention over the previous targets, which needs no loop."""
+    return {
+        "emb": {"class": "linear", "from": "data:classes", "n_out": 8},
+        "sa": {"class": "self_attention", "from": "prev:emb", "attention_left_only": True, "num_heads": 2,
+               "total_key_dim": 8, "n_out": 8},
+        "sum": {"class": "cumsum", "from": "sa"},
+        "prob": {"class": "softmax", "from": ["sa", "sum", "base:enc_last"], "loss": "ce", "target": "classes"},
+        "output": {"class": "copy", "from": "sa"},
+    }
+
+
 def _net(unit, optimize, *, from_=("data",)):
     net_dict = {"enc": {"class": "linear", "from": "data", "n_out": 3},
                 "enc_last": {"class": "reduce", "mode": "max", "axes": "T", "from": "enc"},
@@ -95,6 +121,12 @@ def test_optimize_moves_input_and_output_side_out_and_keeps_the_recurrence():
     assert _parts(_net(_decoder_unit(), True)) == [["cell", "emb", "pre"], ["s"], ["out2", "output", "prob"]]
     assert _parts(_net(_decoder_unit(), False)) == [["cell", "emb", "out2", "output", "pre", "prob", "s"]]
     assert _parts(_net(_layer_norm_unit(), True)) == [["s", "s_ln"], ["out2", "out_ln", "output", "prob"]]
+
+
+def test_optimize_computes_loop_invariant_and_causal_sublayers_outside():
+    assert _parts(_net(_attention_unit(), True, from_=())) == [
+        ["emb", "enc_ctx"], ["att", "att_weights", "energy", "s"], ["output", "prob"]]
+    assert _parts(_net(_self_attention_unit(), True, from_=())) == [["emb", "output", "prob", "sa", "sum"]]  # no loop
 
 
 def test_optimize_runs_a_target_driven_recurrence_as_one_whole_sequence_unit():
