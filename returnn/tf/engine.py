@@ -227,7 +227,8 @@ class Engine:
         if best is None or best == epoch - 1:
             return
         best_score = self.lr_control.get_epoch_error_key_value(best)[1]
-        scores = f"epoch {best} (score {best_score:.4g}) beats epoch {epoch - 1} (score {last_score})"
+        last = "none" if last_score is None else f"{last_score:.4g}"
+        scores = f"epoch {best} (score {best_score:.4g}) beats epoch {epoch - 1} (score {last})"
         if best not in ckpt.existing_epochs(self.model_prefix()):
             logger.warning(f"use_last_best_model: {scores}, but its model was not saved (save_interval); continuing")
             return
