@@ -9,7 +9,7 @@ EXTERN = {"data": {"dim": 4}, "classes": {"dim": 5, "sparse": True}}
 
 def _decoder(**choice_opts) -> dict:
     """A decoder without input: the previous label embedded, a softmax over the labels, the choice."""
-    return {"output": {"class": "rec", "from": [], "target": "classes", "unit": {
+    return {"output": {"class": "rec", "from": [], "target": "classes", "optimize_move_layers_out": False, "unit": {
         "prev_emb": {"class": "linear", "from": "prev:output", "n_out": 3, "with_bias": False,
                      "is_output_layer": True},
         "prob": {"class": "softmax", "from": "prev_emb", "target": "classes", "loss": "ce"},
@@ -39,7 +39,7 @@ def test_choice_in_a_loop_feeds_the_previous_target_label_back():
     got = np.transpose(out["output"].numpy())  # time-major -> [B, T]
     np.testing.assert_array_equal(got[valid], labels[valid])
     # step t embeds the label of step t - 1 (label 0 at step 0: prev:output starts at zeros)
-    w = net.layers["output"].loop.loop.layers["prev_emb"].W.numpy()
+    w = net.get_params()["output/prev_emb/W"].numpy()
     prev = np.concatenate([np.zeros_like(labels[:, :1]), labels[:, :-1]], axis=1)
     emb = np.transpose(out["output/prev_emb"].numpy(), (1, 0, 2))
     np.testing.assert_allclose(emb[valid], w[prev][valid], rtol=1e-6)
@@ -50,7 +50,7 @@ def test_choice_accepts_returnn_search_options():
     net = build_network(_decoder(input_type="log_prob", length_normalization=False, prob_scale=0.5,
                                  length_normalization_exponent=0.7, keep_beams=True, source_beam_sizes=[4]),
                         extern_data=EXTERN)
-    opts = net.layers["output"].loop.loop.layers["output"].opts
+    opts = net.layers["output"].loop.plan.loop.layers["output"].opts  # the loop network's choice layer
     assert opts.beam_size == 4 and opts.input_type == "log_prob" and opts.length_normalization is False
 
 
