@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Callable, Literal, Mapping, Sequence
 
 from returnn.tensor.data import Data
+from returnn.tensor.dim import Dim, batch_dim, feature_dim
 from returnn.tf.layers.base import LayerBase, LayerContext, LayerOpts, register_layer
 
+_EXAMPLE_TIME = Dim(None, "choice-example:time")  # frames and labels aligned, so a loop over either fits both
 _SEARCH_MISSING = ("beam search is not supported yet (it is the next step of the choice layer); with a \"target\" "
                    "the layer outputs the target's labels in training, eval and forward")
 
@@ -25,6 +27,9 @@ class ChoiceLayer(LayerBase):
 
     example = {"from": "prob", "target": "classes", "beam_size": 4}
     example_extra = {"prob": {"class": "softmax", "from": "data", "n_out": 4}}
+    example_extern_data = {
+        "data": {"dims": [batch_dim, _EXAMPLE_TIME, feature_dim(5, "choice-example:feature")]},
+        "classes": {"dims": [batch_dim, _EXAMPLE_TIME], "sparse_dim": feature_dim(4, "choice-example:vocab")}}
 
     class Opts(LayerOpts):
         beam_size: int
