@@ -29,6 +29,7 @@ from returnn.datasets.generating import (
     StaticDataset,
     SyntheticSpeechDataset,
     Task12AXDataset,
+    TaskNumberBaseConvertDataset,
 )
 from returnn.datasets.hdf import HDFDataset
 from returnn.datasets.hdf_writer import SimpleHDFWriter, dump_dataset
@@ -53,6 +54,7 @@ __all__ = [
     "StaticDataset",
     "SyntheticSpeechDataset",
     "Task12AXDataset",
+    "TaskNumberBaseConvertDataset",
     "TranslationDataset",
     "batch_generator_from_config",
     "dump_dataset",

@@ -215,20 +215,49 @@ class StaticDataset(InMemoryDataset):
 
 
 class _SymbolSeqTask(GeneratingDataset):
-    """Random sparse symbol sequences of length ``minlen..maxlen``; ``classes`` is a function of ``data``."""
+    """Random sparse symbol sequences; ``classes`` is a function of ``data``.
 
-    def __init__(self, nsymbols: int = 10, minlen: int = 2, maxlen: int = 10, num_seqs: int = 1000, **kwargs):
+    Lengths are drawn from ``minlen..maxlen`` plus ``minlen_epoch_factor * epoch`` and
+    ``maxlen_epoch_factor * epoch`` (RETURNN's way to make the task harder each epoch). ``minlen`` and
+    ``maxlen`` default to 2 and 10, or to 0 (as in RETURNN) when their epoch factor is set.
+    """
+
+    def __init__(self, nsymbols: int = 10, minlen: int | None = None, maxlen: int | None = None,
+                 minlen_epoch_factor: float = 0.0, maxlen_epoch_factor: float = 0.0, num_seqs: int = 1000,
+                 **kwargs):
         super().__init__(input_dim=[nsymbols, 1], output_dim=nsymbols, num_seqs=num_seqs, **kwargs)
-        if not 0 <= minlen <= maxlen:
+        self.nsymbols = int(nsymbols)
+        self.minlen = int(minlen if minlen is not None else 0 if minlen_epoch_factor else 2)
+        self.maxlen = int(maxlen if maxlen is not None else 0 if maxlen_epoch_factor else 10)
+        self.minlen_epoch_factor, self.maxlen_epoch_factor = float(minlen_epoch_factor), float(maxlen_epoch_factor)
+        self._len_range = self.len_range(1)
+        if not self.minlen_epoch_factor and not self.maxlen_epoch_factor and not 0 <= self.minlen <= self.maxlen:
             raise DatasetError(f"{type(self).__name__}: need 0 <= minlen <= maxlen, got minlen={minlen}, maxlen={maxlen}")
-        self.nsymbols, self.minlen, self.maxlen = int(nsymbols), int(minlen), int(maxlen)
+
+    def len_range(self, epoch: int) -> tuple[int, int]:
+        """The (min, max) sequence length in ``epoch``."""
+        return (int(self.minlen + self.minlen_epoch_factor * epoch),
+                int(self.maxlen + self.maxlen_epoch_factor * epoch))
+
+    def init_seq_order(self, epoch: int | None = None, seq_list=None, seq_order=None) -> bool:
+        """As the base class; lengths that grow with the epoch also renew the generated sequences."""
+        len_range = self.len_range(max(epoch or 1, 1))
+        if not 0 <= len_range[0] <= len_range[1]:
+            raise DatasetError(f"{type(self).__name__}: epoch {epoch}: need 0 <= min length <= max length, got "
+                               f"{len_range} (minlen={self.minlen}, maxlen={self.maxlen}, epoch factors "
+                               f"{self.minlen_epoch_factor}, {self.maxlen_epoch_factor})")
+        if len_range != self._len_range:
+            self._len_range = len_range
+            self._recent.clear()
+            self._full_order_memo = None
+        return super().init_seq_order(epoch, seq_list=seq_list, seq_order=seq_order)
 
     def transform(self, symbols: np.ndarray) -> np.ndarray:
         """Target sequence for the input symbols."""
         return symbols
 
     def generate_seq(self, seq_idx: int) -> DatasetSeq:
-        length = self.random.randint(self.minlen, self.maxlen + 1)
+        length = self.random.randint(self._len_range[0], self._len_range[1] + 1)
         symbols = self.random.randint(0, self.nsymbols, size=length).astype(np.int32)
         return DatasetSeq(seq_idx, symbols, self.transform(symbols).astype(np.int32))
 
@@ -252,6 +281,49 @@ class SortTaskDataset(_SymbolSeqTask):
 
     def transform(self, symbols: np.ndarray) -> np.ndarray:
         return np.sort(symbols)
+
+
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+@register_dataset
+class TaskNumberBaseConvertDataset(GeneratingDataset):
+    """A number written in ``input_base`` (``data``, most significant digit first, leading zeros possible) ->
+    the same number in ``output_base`` (``classes``, no leading zeros; zero is ``[0]``). Sparse digits.
+
+    The input has ``min_input_seq_len..max_input_seq_len`` random digits; the two lengths differ, which
+    makes it a small encoder-decoder task (RETURNN's ``demo-tf-enc-dec``).
+    """
+
+    def __init__(self, input_base: int = 8, output_base: int = 2, min_input_seq_len: int = 1,
+                 max_input_seq_len: int = 8, num_seqs: int = 1000, **kwargs):
+        for key, base in (("input_base", input_base), ("output_base", output_base)):
+            if not 2 <= base <= len(_DIGITS):
+                raise DatasetError(f"TaskNumberBaseConvertDataset: {key} must be in 2..{len(_DIGITS)}, got {base}")
+        if not 0 < min_input_seq_len <= max_input_seq_len:
+            raise DatasetError(f"TaskNumberBaseConvertDataset: need 0 < min_input_seq_len <= max_input_seq_len, got "
+                               f"{min_input_seq_len}, {max_input_seq_len}")
+        super().__init__(input_dim=None, output_dim={"data": [input_base, 1], "classes": [output_base, 1]},
+                         num_seqs=num_seqs, **kwargs)
+        self.input_base, self.output_base = int(input_base), int(output_base)
+        self.min_input_seq_len, self.max_input_seq_len = int(min_input_seq_len), int(max_input_seq_len)
+        self.labels = {"data": list(_DIGITS[:input_base]), "classes": list(_DIGITS[:output_base])}
+
+    def convert(self, digits: Sequence[int]) -> list[int]:
+        """Digits in ``input_base`` -> digits in ``output_base``."""
+        number = 0
+        for digit in digits:
+            number = number * self.input_base + int(digit)
+        out = []
+        while number:
+            number, digit = divmod(number, self.output_base)
+            out.append(digit)
+        return out[::-1] or [0]
+
+    def generate_seq(self, seq_idx: int) -> DatasetSeq:
+        length = self.random.randint(self.min_input_seq_len, self.max_input_seq_len + 1)
+        digits = self.random.randint(0, self.input_base, size=length)
+        return DatasetSeq(seq_idx, digits.astype(np.int32), np.array(self.convert(digits), dtype=np.int32))
 
 
 @register_dataset

@@ -123,8 +123,10 @@ def _num_entry(key: str, value: Any) -> dict[str, Any]:
     return opts
 
 
-def extern_data_from_num_outputs(num_inputs: Any, num_outputs: Any) -> dict[str, dict[str, Any]]:
-    """The older form as an ``extern_data`` dict: ``num_inputs`` = dim of "data", ``num_outputs`` dict or int."""
+def extern_data_from_num_outputs(num_inputs: Any, num_outputs: Any, *,
+                                 sparse_input: bool = False) -> dict[str, dict[str, Any]]:
+    """The older form as an ``extern_data`` dict: ``num_outputs`` dict or int; ``num_inputs`` = dim of "data"
+    (sparse with ``sparse_input``) unless ``num_outputs`` has "data", which then says the dim and sparsity."""
     result: dict[str, dict[str, Any]] = {}
     if num_outputs is not None:
         if isinstance(num_outputs, Mapping):
@@ -132,7 +134,11 @@ def extern_data_from_num_outputs(num_inputs: Any, num_outputs: Any) -> dict[str,
         else:
             result = {"classes": _num_entry("classes", num_outputs)}
     if num_inputs is not None:
-        result["data"] = {"dim": num_inputs, "sparse": False}
+        if "data" not in result:
+            result["data"] = {"dim": num_inputs, "sparse": bool(sparse_input)}
+        elif result["data"].get("dim") != num_inputs:
+            raise ConfigError(f'config keys "num_inputs" {num_inputs!r} and num_outputs["data"] '
+                              f'{num_outputs["data"]!r} disagree on the dim of "data"')
     return result
 
 
@@ -157,7 +163,8 @@ class ExternData(Mapping[str, Data]):
             return cls(extern_data)
         if num_inputs is None and num_outputs is None:
             raise ConfigError('config needs "extern_data" (or the older "num_inputs" / "num_outputs")')
-        return cls(extern_data_from_num_outputs(num_inputs, num_outputs))
+        return cls(extern_data_from_num_outputs(num_inputs, num_outputs,
+                                                sparse_input=bool(get("sparse_input", False))))
 
     def __getitem__(self, key: str) -> Data:
         if key not in self._data:

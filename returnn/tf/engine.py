@@ -64,6 +64,7 @@ class Engine:
         self._eval_step = None
         self._summary_writer = None
         self._steps_last_epoch: int | None = None
+        self._memory_note_done = False
 
     # ---- datasets --------------------------------------------------------------------------
 
@@ -197,6 +198,7 @@ class Engine:
             logger.info(f"Training already finished: model for epoch {start_epoch - 1} exists (num_epochs {num_epochs})")
             return
         logger.info(f"Start training at epoch {start_epoch} of {num_epochs}")
+        last_best = last_best_model_options(self.config)
         train_step = None
         for epoch in range(start_epoch, num_epochs + 1):
             self.epoch = epoch
@@ -205,8 +207,35 @@ class Engine:
                     warn_on_retrace(train_step, "train")
                 train_step = make_train_step(self.network, self.updater,
                                                         jit_compile=self.config.bool("jit_compile", False))
+            if last_best is not None:
+                self._maybe_use_last_best_model(epoch, last_best)
             self._train_epoch(epoch, train_data, eval_sets, train_step, num_epochs)
         warn_on_retrace(train_step, "train")
+
+    def _maybe_use_last_best_model(self, epoch: int, options: dict) -> None:
+        """``use_last_best_model``: before ``epoch``, continue from the best recent epoch's params (fresh
+        optimizer state) when the last epoch is not the best; checked every ``modulo`` epochs, and after a
+        last score above ``filter_score``."""
+        first = (self.pretrain.num_pretrain_epochs() + 1) if self.pretrain else 1  # the full network's epochs
+        if epoch <= first:
+            return
+        opts = dict(options)
+        modulo = opts.pop("modulo", 1)
+        last_score = self.lr_control.get_epoch_error_key_value(epoch - 1)[1]
+        if epoch % modulo != 0 and (last_score or 0.0) <= opts.get("filter_score", math.inf):
+            return
+        best = self.lr_control.get_last_best_epoch(epoch - 1, first_epoch=first, **opts)
+        if best is None or best == epoch - 1:
+            return
+        best_score = self.lr_control.get_epoch_error_key_value(best)[1]
+        last = "none" if last_score is None else f"{last_score:.4g}"
+        scores = f"epoch {best} (score {best_score:.4g}) beats epoch {epoch - 1} (score {last})"
+        if best not in ckpt.existing_epochs(self.model_prefix()):
+            logger.warning(f"use_last_best_model: {scores}, but its model was not saved (save_interval); continuing")
+            return
+        logger.info(f"use_last_best_model: {scores}; continuing from epoch {best} with a fresh optimizer state")
+        self.load_model(ckpt.epoch_checkpoint_prefix(self.model_prefix(), best), params_only=True)
+        self.updater.optimizer.reset()
 
     def _train_epoch(self, epoch: int, train_data: Dataset, eval_sets: dict, train_step, num_epochs: int) -> None:
         learning_rate = self.lr_control.get_learning_rate_for_epoch(epoch)
@@ -252,13 +281,30 @@ class Engine:
                         f"({format_scores(step_scores)}); stopped (stop_on_nonfinite_train_score). The last "
                         f"complete checkpoint is kept; lower learning_rate or set gradient_clip_global_norm")
                 reporter.step(step_scores, num_seqs=batch.num_seqs, num_frames=batch.num_frames(),
-                              step_time=time.monotonic() - step_start)
+                              step_time=time.monotonic() - step_start, extra=self._step_log_extra(batch))
                 self._write_step_summary(step_scores, float(grad_norm))
         reporter.finish()
         self._steps_last_epoch = reporter.steps
         if not accumulator.sums:
             raise ConfigError(f"epoch {epoch}: the train dataset gave no batch (check batch_size, max_seq_length)")
         return accumulator
+
+    def _step_log_extra(self, batch) -> dict[str, str]:
+        """More of the step log line: ``log_batch_size`` (longest sequence per data key) and
+        ``tf_log_memory_usage`` (peak memory of each GPU)."""
+        extra = {}
+        if self.config.bool("log_batch_size", False):
+            for key, lens in sorted(batch.seq_lens.items()):
+                extra[f"max_size:{key}"] = str(int(lens.max(initial=0)))
+        if self.config.bool("tf_log_memory_usage", False):
+            gpus = tf.config.list_logical_devices("GPU")
+            if not gpus and not self._memory_note_done:
+                logger.info("tf_log_memory_usage: no GPU here, and TensorFlow reports no CPU memory use; not logged")
+            self._memory_note_done = True
+            for device in gpus:
+                peak = tf.config.experimental.get_memory_info(device.name)["peak"]
+                extra[f"mem_usage:{device.name.split(':', 1)[-1]}"] = f"{peak / 2 ** 20:.1f}MB"
+        return extra
 
     def _cleanup_old_models(self, num_epochs: int) -> None:
         options = cleanup_options(self.config.typed_value("cleanup_old_models"))
@@ -308,6 +354,29 @@ class Engine:
             values.update({f"epoch/{name}": value for name, value in _flat(errors).items()})
             writer.write(epoch, values)
             writer.flush()
+
+
+_LAST_BEST_KEYS = ("modulo", "filter_score", "only_last_n", "min_score_dist")
+
+
+def last_best_model_options(config) -> dict | None:
+    """``use_last_best_model`` (True or a dict of ``modulo``, ``filter_score``, ``only_last_n``,
+    ``min_score_dist``) as a dict; None when it is off."""
+    value = config.typed_value("use_last_best_model")
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f'config key "use_last_best_model": expected True or a dict with keys '
+                          f"{', '.join(_LAST_BEST_KEYS)}, got {value!r}")
+    unknown = sorted(set(value) - set(_LAST_BEST_KEYS))
+    if unknown:
+        raise ConfigError(f'config key "use_last_best_model": unknown key {unknown[0]!r}; known: '
+                          f"{', '.join(_LAST_BEST_KEYS)}")
+    if not isinstance(value.get("modulo", 1), int) or value.get("modulo", 1) < 1:
+        raise ConfigError(f'config key "use_last_best_model": "modulo" must be an int >= 1, got {value["modulo"]!r}')
+    return dict(value)
 
 
 def _flat(errors: dict) -> dict[str, float]:

@@ -68,6 +68,6 @@ def run_forward(config: Config) -> None:
 
 
 def run_search(config: Config) -> None:
-    """Task search: beam search needs a rec subnetwork with a choice layer, which this version lacks."""
-    raise TaskError('task "search" needs a "rec" layer whose unit is a subnetwork with a "choice" layer; '
-                    "step-wise rec subnetworks are not available in this version yet (tasks: train, eval, forward)")
+    """Task search: beam search over the choice layers of rec subnetworks, which is not implemented yet."""
+    raise TaskError('task "search" (beam search over the "choice" layers of a rec unit) is not supported yet; '
+                    "the choice layer gives its target's labels in train, eval and forward")

@@ -218,10 +218,10 @@ def nested_base_refs(net_dict: Any) -> list[tuple[str, str]]:
         if not isinstance(layer, Mapping) or "class" not in layer:
             continue
         try:
-            graph = NetGraph({"x": layer})
+            refs = NetGraph({"x": layer}).refs("x")
         except LayerConfigError:
-            continue  # the nested network reports its own errors when it is built
-        found += [(inner_name, ref.text) for ref in graph.refs("x") if ref.kind == BASE]
+            continue  # the nested network reports its own errors (unknown class, bad "from") when it is built
+        found += [(inner_name, ref.text) for ref in refs if ref.kind == BASE]
     return found
 
 

@@ -396,6 +396,11 @@ class Network(tf.Module):
         if any(ref.startswith("prev:") for ref in sources):
             kept = self._source_templates(name, sources)
             dropped = [ref for ref in sources if ref not in kept]
+            if dropped and not kept and any(key in layer_dict for key in ("n_out", "out_dim", "out_type")):
+                # nothing left to read, but the layer says its dims: guess those frames, the next pass corrects them
+                for ref in dropped:
+                    self._prev_guess[parse_ref(ref).name] = self._prev_placeholder(parse_ref(ref).name)
+                kept, dropped = sources, []
             from_items = [item for item in from_items if item[0] in kept]
             sources = kept
         try:
@@ -406,6 +411,12 @@ class Network(tf.Module):
             raise LayerConfigError(f"{where}: its template depends on {', '.join(map(repr, dropped))}, whose own "
                                    f"template needs this layer's; give the dims explicitly (\"n_out\", \"out_type\") "
                                    f"or another source ({exc})") from exc
+
+    def _prev_placeholder(self, name: str) -> Data:
+        """A first guess of ``prev:name`` while its template needs the asking layer's: [B, n_out (else 1)]."""
+        n_out = self.net_dict[name].get("n_out") if isinstance(self.net_dict.get(name), Mapping) else None
+        size = n_out if isinstance(n_out, int) and not isinstance(n_out, bool) and n_out > 0 else 1
+        return Data(f"prev:{name}", (self.batch_dim, feature_dim(size, f"prev:{name}:guess")))
 
     def _layer_template_from(self, name: str, layer_dict: Any, cls: type[LayerBase], own: dict, common: CommonOpts,
                              from_items: list[tuple[str, Any]], sources: list[str]) -> None:

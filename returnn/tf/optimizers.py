@@ -67,14 +67,23 @@ class Optimizer(tf.Module):
         self.options = {**_OPTIONS[self.kind], **options}
         self.variables_to_train = list(variables)
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
-        init = self.options.get("initial_accumulator_value", 0.0)
         self.slot_keys = _unique_slot_keys(self.variables_to_train)
         self.slots = {
-            key: {slot: tf.Variable(tf.fill(var.shape, tf.cast(init if slot == "accumulator" else 0.0, var.dtype)),
-                                    trainable=False, name=f"{key}/{slot}")
+            key: {slot: tf.Variable(self._initial_slot(slot, var), trainable=False, name=f"{key}/{slot}")
                   for slot in _SLOTS[self.kind]}
             for key, var in zip(self.slot_keys, self.variables_to_train)
         }
+
+    def _initial_slot(self, slot: str, var: tf.Variable) -> tf.Tensor:
+        init = self.options.get("initial_accumulator_value", 0.0) if slot == "accumulator" else 0.0
+        return tf.fill(var.shape, tf.cast(init, var.dtype))
+
+    def reset(self) -> None:
+        """Back to the state before the first update: slots at their initial values, ``iterations`` 0."""
+        self.iterations.assign(0)
+        for key, var in zip(self.slot_keys, self.variables_to_train):
+            for slot, slot_var in self.slots[key].items():
+                slot_var.assign(self._initial_slot(slot, var))
 
     def apply(self, grads: Sequence[tf.Tensor | None], learning_rate: tf.Tensor) -> None:
         """Update every variable with its gradient (None: no update for that variable)."""

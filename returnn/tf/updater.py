@@ -1,8 +1,8 @@
-"""The ``Updater``: gradients -> clipping, noise, accumulation -> optimizer step, with the learning rate.
+"""The ``Updater``: gradients -> noise, clipping, accumulation -> optimizer step, with the learning rate.
 
-Config keys (RETURNN's): ``gradient_clip`` (clip each gradient element to [-c, c]),
-``gradient_clip_global_norm`` (scale all gradients so their joint L2 norm is at most c),
-``gradient_noise`` (stddev of Gaussian noise added to every gradient), ``accum_grad_multiple_step``
+Config keys (RETURNN's, applied in RETURNN's order): ``gradient_noise`` (stddev of truncated Gaussian
+noise added to every gradient), ``gradient_clip`` (clip each gradient element to [-c, c]),
+``gradient_clip_global_norm`` (scale all gradients so their joint L2 norm is at most c), ``accum_grad_multiple_step``
 (sum gradients of N steps, update once with their mean), ``weight_decay`` (decoupled decay
 ``var -= lr * wd * var`` after each update, for any optimizer), plus the optimizer keys
 (see ``returnn.tf.optimizers``).
@@ -51,15 +51,17 @@ class Updater(tf.Module):
         grads = [None if g is None else tf.convert_to_tensor(g) for g in grads]
         present = [g for g in grads if g is not None]
         global_norm = tf.linalg.global_norm(present) if present else tf.constant(0.0)
-        if self.gradient_clip_global_norm:
-            clipped, _ = tf.clip_by_global_norm(present, self.gradient_clip_global_norm, use_norm=global_norm)
-            it = iter(clipped)
-            grads = [None if g is None else next(it) for g in grads]
+        # RETURNN's order: noise, then clipping (so the clipping bounds the noise too)
+        if self.gradient_noise:
+            grads = [None if g is None else
+                     g + tf.random.truncated_normal(tf.shape(g), stddev=self.gradient_noise, dtype=g.dtype)
+                     for g in grads]
         if self.gradient_clip:
             grads = [None if g is None else tf.clip_by_value(g, -self.gradient_clip, self.gradient_clip) for g in grads]
-        if self.gradient_noise:
-            grads = [None if g is None else g + tf.random.normal(tf.shape(g), stddev=self.gradient_noise, dtype=g.dtype)
-                     for g in grads]
+        if self.gradient_clip_global_norm:
+            clipped, _ = tf.clip_by_global_norm([g for g in grads if g is not None], self.gradient_clip_global_norm)
+            it = iter(clipped)
+            grads = [None if g is None else next(it) for g in grads]
         self.global_train_step.assign_add(1)
         if self.accum_steps == 1:
             self._update(grads)

@@ -37,11 +37,13 @@ class StepReporter:
         self.steps = 0
         self._bar_shown = False
 
-    def step(self, scores: Mapping[str, float], *, num_seqs: int, num_frames: int, step_time: float) -> None:
-        """Report one finished step."""
+    def step(self, scores: Mapping[str, float], *, num_seqs: int, num_frames: int, step_time: float,
+             extra: Mapping[str, str] | None = None) -> None:
+        """Report one finished step; ``extra`` adds ``name value`` items to the log line."""
         self.steps += 1
+        more = "".join(f", {name} {value}" for name, value in (extra or {}).items())
         line = (f"{self.prefix}, step {self.steps - 1}, {format_scores(scores)}, seqs {num_seqs}, "
-                f"frames {num_frames}, {step_time:.3f} sec/step")
+                f"frames {num_frames}{more}, {step_time:.3f} sec/step")
         if self.use_bar:
             self._draw_bar(scores)
         else:

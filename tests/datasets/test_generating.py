@@ -98,3 +98,41 @@ def test_static_dataset_infers_dims_and_checks_keys():
         init_dataset({"class": "StaticDataset", "data": [{"data": np.zeros(1)}, {"classes": np.zeros(1)}]})
     with pytest.raises(DatasetError, match="non-empty"):
         init_dataset({"class": "StaticDataset", "data": []})
+
+
+def test_number_base_convert_matches_python_int_parsing():
+    ds = init_dataset({"class": "TaskNumberBaseConvertDataset", "num_seqs": 40})
+    assert ds.num_outputs == {"data": [8, 1], "classes": [2, 1]}
+    assert ds.is_data_sparse("data") and ds.is_data_sparse("classes")
+    lens = set()
+    for seq in _seqs(ds):
+        digits = seq["data"]
+        assert digits.dtype == np.int32 and 1 <= len(digits) <= 8 and 0 <= digits.min() and digits.max() < 8
+        number = int("".join(map(str, digits)), 8)
+        assert "".join(map(str, seq["classes"])) == np.base_repr(number, 2)
+        lens.add((len(digits), len(seq["classes"])))
+    assert len({a for a, _ in lens}) > 1 and any(a != b for a, b in lens)
+
+
+def test_number_base_convert_other_bases_and_zero():
+    ds = init_dataset({"class": "TaskNumberBaseConvertDataset", "input_base": 16, "output_base": 10,
+                       "min_input_seq_len": 2, "max_input_seq_len": 3, "num_seqs": 20})
+    assert ds.labels["data"][-1] == "f" and ds.labels["classes"] == list("0123456789")
+    for seq in _seqs(ds):
+        number = int("".join(ds.labels["data"][d] for d in seq["data"]), 16)
+        assert "".join(map(str, seq["classes"])) == str(number)
+    assert ds.convert([0, 0]) == [0]
+    with pytest.raises(DatasetError, match="output_base must be in 2..36"):
+        init_dataset({"class": "TaskNumberBaseConvertDataset", "output_base": 1})
+    with pytest.raises(DatasetError, match="min_input_seq_len"):
+        init_dataset({"class": "TaskNumberBaseConvertDataset", "min_input_seq_len": 0})
+
+
+def test_copy_task_lengths_grow_with_epoch_factor():
+    ds = init_dataset({"class": "CopyTaskDataset", "nsymbols": 4, "num_seqs": 200, "minlen": 1,
+                       "maxlen_epoch_factor": 5, "fixed_random_seed": 1})
+    for epoch in (1, 3):
+        lens = [len(seq["data"]) for seq in _seqs(ds, epoch)]
+        assert min(lens) == 1 and max(lens) == 5 * epoch  # maxlen defaults to 0 with a factor, as in RETURNN
+    with pytest.raises(DatasetError, match="epoch 1: need 0 <= min length <= max length"):
+        _seqs(init_dataset({"class": "CopyTaskDataset", "minlen": 3, "maxlen": 0, "maxlen_epoch_factor": 1}))

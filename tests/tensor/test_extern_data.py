@@ -32,6 +32,15 @@ def test_extern_data_num_outputs_form():
                                                     "data": {"dim": 40, "sparse": False}}
 
 
+def test_extern_data_num_outputs_data_entry_says_sparse_input():
+    # RETURNN's att-copy demo: num_inputs = 10 plus a sparse "data" entry in num_outputs
+    ext = ExternData.from_config({"num_inputs": 10, "num_outputs": {"data": [10, 1], "classes": [10, 1]}})
+    assert ext["data"].sparse and ext["data"].sparse_dim.size == 10
+    assert ExternData.from_config({"num_inputs": 7, "num_outputs": 3, "sparse_input": True})["data"].sparse
+    with pytest.raises(ConfigError, match=r'"num_inputs" 5 and num_outputs\["data"\] \[10, 1\] disagree'):
+        ExternData.from_config({"num_inputs": 5, "num_outputs": {"data": [10, 1]}})
+
+
 class _Config:
     def __init__(self, items):
         self.items = items

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -9,8 +10,11 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from returnn.config import Config
+from returnn.errors import ConfigError
+from returnn.log import STEP, logger
 from returnn.lr_control import read_learning_rate_file
 from returnn.tf import checkpoint as ckpt
 from returnn.tf.engine import Engine, NonFiniteScoreError
@@ -183,3 +187,58 @@ def test_engine_lstm_learns_12ax_task(tmp_path):
     run_train(Config(config))
     history = read_learning_rate_file(str(tmp_path / "out" / "lr"))
     assert history[6].error["dev_error"] < 0.02  # the majority-class baseline is at 0.16
+
+
+def test_engine_log_batch_size_and_memory_usage_keys(tmp_path):
+    engine = Engine(Config(tiny_config(tmp_path, num_epochs=1, log_batch_size=True, tf_log_memory_usage=True)))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(STEP)
+    handler.emit = records.append
+    old_level = logger.level
+    logger.setLevel(STEP)
+    logger.addHandler(handler)
+    try:
+        engine.train()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    lines = [record.getMessage() for record in records]
+    steps = [line for line in lines if line.startswith("ep 1 train, step")]
+    assert steps and all("max_size:classes" in line and "max_size:data" in line for line in steps)
+    if tf.config.list_logical_devices("GPU"):
+        assert all("mem_usage:GPU:0" in line for line in steps)
+    else:
+        assert sum("tf_log_memory_usage: no GPU here" in line for line in lines) == 1
+
+
+def test_engine_use_last_best_model_continues_from_best_epoch(tmp_path):
+    options = {"modulo": 2, "filter_score": 1.5, "only_last_n": 5, "min_score_dist": 0.2}
+    run_train(Config(tiny_config(tmp_path, num_epochs=3)))
+    engine = Engine(Config(tiny_config(tmp_path, num_epochs=5, use_last_best_model=options)))
+    engine.init_train()
+    scores = {1: 0.3, 2: 0.9, 3: 0.6}  # pretend epoch 3 is worse than epoch 1 by more than min_score_dist
+    for epoch, score in scores.items():
+        engine.lr_control.epoch_data[epoch].error["dev_score"] = score
+    engine.updater.optimizer.iterations.assign(7)
+    engine._maybe_use_last_best_model(5, options)  # 5 % modulo != 0 and 0.6 <= filter_score: not checked
+    assert int(engine.updater.optimizer.iterations.numpy()) == 7
+    engine._maybe_use_last_best_model(4, options)
+    assert int(engine.updater.optimizer.iterations.numpy()) == 0
+    want = ckpt.read_checkpoint(str(tmp_path / "out" / "net.001"))
+    for name, var in engine.network.get_params().items():
+        np.testing.assert_array_equal(var.numpy(), want[name])
+    engine.lr_control.epoch_data[3].error["dev_score"] = 0.45  # within min_score_dist of the best: keep epoch 3
+    engine.load_model(str(tmp_path / "out" / "net.003"), params_only=True)
+    engine._maybe_use_last_best_model(4, options)
+    np.testing.assert_array_equal(engine.network.get_params()["output/W"].numpy(),
+                                  ckpt.read_checkpoint(str(tmp_path / "out" / "net.003"))["output/W"])
+
+
+@pytest.mark.parametrize("value, match", [
+    ({"modullo": 5}, "unknown key 'modullo'"),
+    ("yes", "expected True or a dict"),
+    ({"modulo": 0}, '"modulo" must be an int >= 1'),
+])
+def test_engine_use_last_best_model_option_errors(tmp_path, value, match):
+    with pytest.raises(ConfigError, match=match):
+        run_train(Config(tiny_config(tmp_path, num_epochs=1, use_last_best_model=value)))

@@ -26,7 +26,7 @@ def test_engine_tasks_load_epoch_choice_and_errors(tmp_path):
 
 
 def test_engine_tasks_search_says_what_it_needs(tmp_path):
-    with pytest.raises(TaskError, match='task "search" needs a "rec" layer'):
+    with pytest.raises(TaskError, match=r'task "search" \(beam search over the "choice" layers.*not supported yet'):
         run_task(Config(tiny_config(tmp_path, task="search")))
 
 

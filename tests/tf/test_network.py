@@ -365,3 +365,31 @@ def test_network_feed_missing_key_names_keys():
                         extern_data={"data": {"dim": 4}, "orth": {"dim": 5, "sparse": True}})
     with pytest.raises(DatasetError, match="no data key 'orth'.*it has: data, classes"):
         net.feed(_padded_batch())
+
+
+def test_network_loop_layer_reading_only_prev_of_its_dependents_gets_a_first_guess():
+    """RETURNN's att-copy decoder: ``dt_in`` reads only ``prev:`` of layers that depend on it."""
+    unit = {"a": {"class": "linear", "from": ["prev:b", "prev:output"], "n_out": 4, "activation": "tanh"},
+            "b": {"class": "linear", "from": "a", "n_out": 2},
+            "output": {"class": "linear", "from": ["a", "b"], "n_out": 3, "activation": "tanh"}}
+    net = build_network({"output": {"class": "rec", "from": "data", "unit": unit, "optimize_move_layers_out": False}},
+                        extern_data=EXTERN)
+    params = {name: var.numpy() for name, var in net.get_params().items()}
+    assert params["output/a/W"].shape == (5, 4)  # from the real prev:b and prev:output (2 + 3), not the guesses
+    batch = random_batch(net.extern_data, n_batch=2, max_time=4, seed=3)
+    got = np.transpose(net(batch)["output"].numpy(), (1, 0, 2))
+    (wa, ba), (wb, bb), (wo, bo) = [(params[f"output/{k}/W"], params[f"output/{k}/b"]) for k in ("a", "b", "output")]
+    prev_b, prev_out = np.zeros((2, 2)), np.zeros((2, 3))
+    for t in range(4):
+        a = np.tanh(np.concatenate([prev_b, prev_out], -1) @ wa + ba)
+        prev_b = a @ wb + bb
+        prev_out = np.tanh(np.concatenate([a, prev_b], -1) @ wo + bo)
+        valid = t < batch.seq_lens("data")
+        np.testing.assert_allclose(got[valid, t], prev_out[valid], rtol=1e-5, atol=1e-6)
+
+
+def test_network_unknown_class_inside_a_rec_unit_names_the_sublayer():
+    with pytest.raises(LayerConfigError, match=r"layer 'dec/output'.*unknown layer class 'choise'; did you mean"):
+        build_network({"output": {"class": "copy", "from": "dec"},
+                       "dec": {"class": "rec", "from": "data", "unit": {
+                           "output": {"class": "choise", "from": "data:source"}}}}, extern_data=EXTERN)

@@ -124,3 +124,17 @@ def test_optimizer_state_round_trips_through_checkpoint(tmp_path):
     tf.train.Checkpoint(var=var2, opt=opt2).restore(path).assert_consumed()
     np.testing.assert_allclose(opt2.slots["lstm.W"]["m"].numpy(), opt.slots["lstm.W"]["m"].numpy())
     assert int(opt2.iterations.numpy()) == 1
+
+
+@pytest.mark.parametrize("kind", ["adam", "adagrad"])
+def test_optimizer_reset_gives_the_first_update_again(kind):
+    var = tf.Variable(START)
+    opt = Optimizer(kind, [var])
+    opt.apply([tf.constant(GRADS[0])], tf.constant(LR))
+    first = START - var.numpy()
+    opt.apply([tf.constant(GRADS[1])], tf.constant(LR))
+    opt.reset()
+    assert int(opt.iterations.numpy()) == 0
+    before = var.numpy()
+    opt.apply([tf.constant(GRADS[0])], tf.constant(LR))
+    np.testing.assert_allclose(before - var.numpy(), first, rtol=1e-5)

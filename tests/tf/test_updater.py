@@ -69,3 +69,14 @@ def test_updater_learning_rate_variable_is_used():
 def test_updater_rejects_bad_values(settings, key):
     with pytest.raises(ConfigError, match=key):
         make(settings)
+
+
+def test_updater_clips_after_adding_noise_as_returnn():
+    tf.random.set_seed(2)
+    var, updater = make({"gradient_noise": 100.0, "gradient_clip": 1.0})
+    updater.apply_gradients([tf.constant([0.0, 0.0])])
+    step = np.abs(var.numpy() - [1.0, 2.0])
+    assert np.all(step > 0.05) and np.all(step <= 0.1 + 1e-6)  # noise of ~100 clipped to 1, times lr 0.1
+    var, updater = make({"gradient_noise": 100.0, "gradient_clip_global_norm": 1.0})
+    updater.apply_gradients([tf.constant([0.0, 0.0])])
+    assert np.linalg.norm(var.numpy() - [1.0, 2.0]) == pytest.approx(0.1, rel=1e-5)

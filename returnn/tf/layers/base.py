@@ -92,7 +92,7 @@ class CommonOpts(LayerOpts):
     DOCS: ClassVar[dict[str, str]] = {
         "n_out": "the output dim; checked against the layer's output when the layer does not set it itself",
         "out_dim": "the output feature (or vocab) Dim, checked like n_out",
-        "activation": 'applied to the output ("relu", "tanh", "softmax", ..., "a+b" chains)',
+        "activation": 'applied to the output ("relu", "tanh", "softmax", ...; arithmetic: "2*sigmoid", "relu+tanh")',
         "dropout": "dropout rate on the layer's input, in training only",
         "dropout_noise_shape": 'axes whose noise is shared, e.g. {"T": 1} (one mask for all frames)',
         "dropout_on_forward": "apply dropout outside training too",

@@ -74,7 +74,7 @@ class DropoutLayer(CopyLayer):
 
 @register_layer("activation")
 class ActivationLayer(LayerBase):
-    """An activation function on its input (``"a+b"`` chains functions).
+    """An activation function on its input (arithmetic of functions too: ``"2*sigmoid"``, ``"relu+tanh"``).
 
     Config: ``{"class": "activation", "from": "x", "activation": "relu"}``
     """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import tensorflow as tf
 
@@ -16,6 +16,8 @@ class LinearLayer(LayerBase):
     """Affine map over the feature dim, then an optional activation; sparse input selects rows of ``W``.
 
     Config: ``{"class": "linear", "from": "enc", "n_out": 512, "activation": "relu"}``
+    ``grad_filter``: in training, a sequence whose gradient at the pre-activation output has an entry with
+    square >= ``grad_filter`` gets no gradient through this layer (RETURNN's filter against outliers).
     Params: ``W`` [in, out] and ``b`` [out], named as in RETURNN checkpoints.
     """
 
@@ -31,9 +33,12 @@ class LinearLayer(LayerBase):
         with_bias: bool = True
         forward_weights_init: str | float | None = None  # None: "param_init", else glorot_uniform
         bias_init: str | float = 0.0
+        grad_filter: float | None = None
 
     @classmethod
     def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
+        if opts.grad_filter is not None and opts.grad_filter < 0:
+            raise ctx.error(f'"grad_filter": expected a threshold >= 0 (0 or None: off), got {opts.grad_filter}')
         src = ctx.input_template()
         if not src.sparse and src.feature_dim is None:
             raise ctx.error(f"input {src.describe()} has no feature axis")
@@ -55,6 +60,7 @@ class LinearLayer(LayerBase):
         self.activation = ctx.activation(self.activation_name)
         self.W = self.add_param("W", (n_in, n_out), init=opts.forward_weights_init)
         self.b = self.add_param("b", (n_out,), init=opts.bias_init) if opts.with_bias else None
+        self.grad_filter = opts.grad_filter
 
     def __call__(self, sources: Sequence[Data], *, train: bool) -> Data:
         x = self.input_data(sources)
@@ -64,8 +70,27 @@ class LinearLayer(LayerBase):
             y = tf.tensordot(x.copy_with_feature_last().tensor, self.W, axes=1)
         if self.b is not None:
             y += self.b
+        if self.grad_filter:
+            batch_axis = x.batch_dim_axis if x.sparse else x.copy_with_feature_last().batch_dim_axis
+            y = filter_grad(y, self.grad_filter, batch_axis=batch_axis)
         out = self.out.with_tensor(self.activation(y), like=x)
         return out.replace(logits=y) if self.activation_name == "softmax" else out
+
+
+def filter_grad(x: tf.Tensor, threshold: float, *, batch_axis: int | None) -> tf.Tensor:
+    """``x`` unchanged; in the gradient, each batch entry whose largest squared entry is >= ``threshold``
+    is zeroed (the whole gradient when there is no batch axis)."""
+
+    @tf.custom_gradient
+    def identity(value: tf.Tensor) -> tuple[tf.Tensor, Callable]:
+        def grad(dy: tf.Tensor) -> tf.Tensor:
+            axes = [axis for axis in range(dy.shape.rank) if axis != batch_axis]
+            keep = tf.reduce_max(tf.square(dy), axis=axes, keepdims=True) < threshold
+            return tf.where(keep, dy, tf.zeros_like(dy))
+
+        return tf.identity(value), grad
+
+    return identity(x)
 
 
 @register_layer("softmax")

@@ -40,7 +40,7 @@ def test_dropout_layer_identity_in_eval_scaled_in_training():
     ("relu", lambda x: np.maximum(x, 0)),
     ("tanh", np.tanh),
     ("sigmoid", lambda x: 1 / (1 + np.exp(-x))),
-    ("exp+log", lambda x: x),
+    ("2*sigmoid-1", lambda x: 2 / (1 + np.exp(-x)) - 1),
 ])
 def test_activation_layer_matches_numpy(name, ref):
     _, batch, out = _run({"output": {"class": "activation", "activation": name}})

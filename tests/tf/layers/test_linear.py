@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from returnn.errors import LayerConfigError
 from returnn.tensor.dim import feature_dim
@@ -79,3 +80,34 @@ def test_embedding_is_a_lookup_and_needs_sparse_input():
 def test_linear_param_init_applies_without_forward_weights_init():
     net = build_network({"output": {"class": "linear", "n_out": 2, "param_init": 0.0}}, extern_data=EXTERN)
     assert (net.layers["output"].W.numpy() == 0).all() and (net.layers["output"].b.numpy() == 0).all()
+
+
+def _filtered_grad_reference(x, g, threshold):
+    """dW of sum(out * g) for out = x @ W + b, where batch entries with max(g**2) >= threshold are dropped."""
+    keep = (g ** 2).reshape(len(g), -1).max(axis=1) < threshold
+    return np.einsum("bti,bto->io", x[keep], g[keep]), g[keep].sum(axis=(0, 1))
+
+
+@pytest.mark.parametrize("cls", ["linear", "softmax"])
+def test_linear_grad_filter_drops_sequences_with_large_gradients(cls):
+    net = build_network({"output": {"class": cls, "n_out": 3, "grad_filter": 1.0}}, extern_data=EXTERN)
+    layer = net.layers["output"]
+    batch = random_batch(net.extern_data, n_batch=3, max_time=4, seed=7)
+    g = np.random.default_rng(0).uniform(-0.5, 0.5, size=(3, 4, 3)).astype(np.float32)
+    g[1, 2, 0] = 1.0  # square 1.0: not below the threshold, so sequence 1 gets no gradient
+    g[2, 0, 1] = -0.99  # square 0.98: kept
+    with tf.GradientTape() as tape:
+        out = net(batch, train=True)["output"]
+        pre_activation = out.tensor if cls == "linear" else out.logits  # the filter sits before the activation
+    d_w, d_b = tape.gradient(pre_activation, [layer.W, layer.b], output_gradients=tf.constant(g))
+    want_w, want_b = _filtered_grad_reference(batch["data"], g, 1.0)
+    np.testing.assert_allclose(d_w.numpy(), want_w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(d_b.numpy(), want_b, rtol=1e-5, atol=1e-6)
+    assert np.abs(want_w - _filtered_grad_reference(batch["data"], g, 10.0)[0]).max() > 1e-3  # something was dropped
+    plain = build_network({"output": {"class": cls, "n_out": 3}}, extern_data=EXTERN)
+    np.testing.assert_allclose(out.numpy(), plain(batch)["output"].numpy(), rtol=1e-6)  # forward unchanged
+
+
+def test_linear_grad_filter_must_not_be_negative():
+    with pytest.raises(LayerConfigError, match=r'"grad_filter": expected a threshold >= 0'):
+        build_network({"output": {"class": "linear", "n_out": 2, "grad_filter": -1.0}}, extern_data=EXTERN)
