@@ -34,6 +34,12 @@ def _same_shape(a: Data, b: Data) -> bool:
     return sig(a) == sig(b)
 
 
+def _own_n_out(layer_dict: Any) -> int | None:
+    """The ``n_out`` a layer dict gives itself (a positive int), else None."""
+    n_out = layer_dict.get("n_out") if isinstance(layer_dict, Mapping) else None
+    return n_out if isinstance(n_out, int) and not isinstance(n_out, bool) and n_out > 0 else None
+
+
 def _names_a_layer(exc: Exception) -> bool:
     """Whether an error message already says where (a layer, or the cycle), so it is not wrapped again."""
     return str(exc).startswith(("layer ", "network has a cycle"))
@@ -358,8 +364,8 @@ class Network(tf.Module):
         return cls, own, common, sources
 
     def _source_templates(self, name: str, sources: Sequence[str]) -> list[str]:
-        """The sources whose templates exist. A ``prev:x`` whose x is being built (first pass) is guessed from x's
-        ``n_out`` ([B, n_out]) where it has one, else dropped; later passes check the guesses."""
+        """The sources whose templates exist. A ``prev:x`` whose x is being built (a first pass) is guessed as
+        [B, n_out] where x gives ``n_out``, else dropped; later passes check the guesses."""
         kept = []
         for ref in sources:
             self._stack.append(None)
@@ -370,21 +376,18 @@ class Network(tf.Module):
                 if not ref.startswith("prev:"):
                     raise
                 self._dropped = True
-                target = ref[len("prev:"):]
-                guess = self._guess_from_n_out(target) if target in self.net_dict else None
-                if guess is not None:
-                    self._prev_guess[target] = guess
+                target = parse_ref(ref).name
+                if target in self.net_dict and _own_n_out(self.net_dict[target]) is not None:
+                    self._prev_guess[target] = self._prev_placeholder(target)
                     kept.append(ref)
             finally:
                 self._stack.pop()
         return kept
 
-    def _guess_from_n_out(self, name: str) -> Data | None:
-        """A frame [B, n_out] for a layer whose dict gives ``n_out`` (a first guess of its template)."""
-        n_out = self.net_dict[name].get("n_out")
-        if not isinstance(n_out, int) or isinstance(n_out, bool) or n_out <= 0:
-            return None
-        return Data(name, (self.batch_dim, feature_dim(n_out, f"{name}:feature")))
+    def _prev_placeholder(self, name: str) -> Data:
+        """A first guess of ``prev:name`` while its template needs the asking layer's: [B, n_out (else 1)]."""
+        size = _own_n_out(self.net_dict[name]) or 1
+        return Data(f"prev:{name}", (self.batch_dim, feature_dim(size, f"prev:{name}:guess")))
 
     def _layer_template(self, name: str, layer_dict: Any) -> None:
         """The template of one layer from its sources' and refs' templates; no variables yet."""
@@ -411,12 +414,6 @@ class Network(tf.Module):
             raise LayerConfigError(f"{where}: its template depends on {', '.join(map(repr, dropped))}, whose own "
                                    f"template needs this layer's; give the dims explicitly (\"n_out\", \"out_type\") "
                                    f"or another source ({exc})") from exc
-
-    def _prev_placeholder(self, name: str) -> Data:
-        """A first guess of ``prev:name`` while its template needs the asking layer's: [B, n_out (else 1)]."""
-        n_out = self.net_dict[name].get("n_out") if isinstance(self.net_dict.get(name), Mapping) else None
-        size = n_out if isinstance(n_out, int) and not isinstance(n_out, bool) and n_out > 0 else 1
-        return Data(f"prev:{name}", (self.batch_dim, feature_dim(size, f"prev:{name}:guess")))
 
     def _layer_template_from(self, name: str, layer_dict: Any, cls: type[LayerBase], own: dict, common: CommonOpts,
                              from_items: list[tuple[str, Any]], sources: list[str]) -> None:
