@@ -110,7 +110,8 @@ class NetGraph:
             cls = get_layer_class(layer["class"])
         except LayerConfigError as exc:
             raise LayerConfigError(f"layer {self._path_of(name)!r}: {exc}") from None
-        texts = [ref for ref, _ in parse_from(layer.get("from", cls.default_from), where=self._where(name))]
+        texts = cls.sources_read(layer, [ref for ref, _ in parse_from(layer.get("from", cls.default_from),
+                                                                      where=self._where(name))])
         for field in cls.Opts.ref_fields():
             value = layer.get(field)
             texts += [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] \
@@ -131,8 +132,9 @@ class NetGraph:
     def sources(self, name: str) -> list[str]:
         """The "from" names of layer ``name`` as written."""
         layer = self.net_dict[name]
-        return [ref for ref, _ in parse_from(layer.get("from", get_layer_class(layer["class"]).default_from),
-                                             where=self._where(name))]
+        cls = get_layer_class(layer["class"])
+        return cls.sources_read(layer, [ref for ref, _ in parse_from(layer.get("from", cls.default_from),
+                                                                     where=self._where(name))])
 
     def same_step_deps(self, name: str) -> list[str]:
         """Layers of this network that ``name`` reads directly (not through ``prev:``)."""

@@ -359,6 +359,8 @@ class Network(tf.Module):
             else:
                 raise LayerConfigError(f"{where}: unknown option {key!r}{did_you_mean(key, own_names | common_names)}")
         sources = parse_from(layer_dict.get("from", cls.default_from), where=where)
+        read = cls.sources_read(layer_dict, [ref for ref, _ in sources])
+        sources = [item for item in sources if item[0] in read]
         if any(axis is not None for _, axis in sources) and not cls.accepts_source_axes:
             raise LayerConfigError(f'{where}: "from": (name, axis) pairs are only for "concat", got {sources!r}')
         return cls, own, common, sources

@@ -249,6 +249,11 @@ class LayerBase(tf.Module):
     # cell, on the frames so far): the rec loop optimizer may run it on whole sequences
 
     @classmethod
+    def sources_read(cls, layer_dict: Mapping[str, Any], sources: Sequence[str]) -> list[str]:
+        """The "from" entries this layer reads with these options (a choice in training reads only its target)."""
+        return list(sources)
+
+    @classmethod
     def runs_on_sequences(cls, layer_dict: Mapping[str, Any]) -> bool:
         """Whether this layer (with these options) inside a rec loop gives, run once on whole sequences, the frames
         it gives step by step: ``frame_wise`` layers, causal ones; the loop optimizer then moves it out."""

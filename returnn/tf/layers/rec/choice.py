@@ -3,7 +3,7 @@ is the target's label (teacher forcing); beam search over its input's scores is 
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 from returnn.tensor.data import Data
 from returnn.tensor.dim import Dim, batch_dim, feature_dim
@@ -49,6 +49,16 @@ class ChoiceLayer(LayerBase):
         explicit_search_sources: Sequence[str] | None = None
 
     @classmethod
+    def sources_read(cls, layer_dict: Mapping[str, Any], sources: Sequence[str]) -> list[str]:
+        """With a target and no search, the scores ("from") are not read: the output is the target."""
+        searches = layer_dict.get("search") or layer_dict.get("target") is None
+        return list(sources) if searches else []
+
+    @classmethod
+    def runs_on_sequences(cls, layer_dict: Mapping[str, Any]) -> bool:
+        return cls.sources_read(layer_dict, ["scores"]) == []  # teacher forcing: each frame its target label
+
+    @classmethod
     def out_template(cls, ctx: LayerContext, opts: Opts) -> Data:
         if opts.beam_size < 1:
             raise ctx.error(f'"beam_size": expected an int >= 1, got {opts.beam_size}')
@@ -58,18 +68,9 @@ class ChoiceLayer(LayerBase):
             raise ctx.error(f"{why}: {_SEARCH_MISSING}")
         if opts.scheduled_sampling or opts.cheating:
             raise ctx.error('"scheduled_sampling" / "cheating" mix search into training; not supported yet')
-        if len(ctx.sources) != 1:
-            raise ctx.error(f'needs exactly one source (the scores), got {len(ctx.sources)}; several sources '
-                            "with a list of targets are not supported yet")
         labels = ctx.dependency(cls._target_ref(target))
-        scores = ctx.sources[0]
-        if scores.sparse:
-            raise ctx.error(f"its source gives the scores of each label, got sparse {scores.describe()}")
-        vocab = labels.sparse_dim
-        if opts.input_type != "regression" and (vocab is None or scores.feature_dim is None
-                                                or scores.feature_dim.size != vocab.size):
-            raise ctx.error(f'the scores {scores.describe()} must have one entry per label of the target {target!r} '
-                            f"({labels.describe()}{'' if vocab is None else f', {vocab.size} labels'})")
+        if opts.input_type != "regression" and labels.sparse_dim is None:
+            raise ctx.error(f'"target" {target!r}: expected sparse labels, got {labels.describe()}')
         return labels.copy_template(ctx.name)
 
     @staticmethod

@@ -72,11 +72,11 @@ def test_choice_errors_name_the_layer(opts, match):
         build_network(net_dict, extern_data=EXTERN)
 
 
-def test_choice_scores_must_match_the_target_labels():
-    with pytest.raises(LayerConfigError, match=r"scores .* must have one entry per label of the target 'classes'"):
-        build_network({"prob": {"class": "softmax", "from": "data", "n_out": 4},
-                       "output": {"class": "choice", "from": "prob", "target": "classes", "beam_size": 3}},
-                      extern_data=EXTERN)
-    with pytest.raises(LayerConfigError, match=r"its source gives the scores of each label, got sparse"):
-        build_network({"output": {"class": "choice", "from": "data:classes", "target": "classes", "beam_size": 3}},
-                      extern_data=EXTERN)
+def test_choice_with_a_target_reads_only_the_target():
+    """Teacher forcing: the scores are not an input (the loop optimizer can then move the choice out)."""
+    net = build_network({"prob": {"class": "softmax", "from": "data", "n_out": 4, "is_output_layer": True},
+                         "output": {"class": "choice", "from": "prob", "target": "classes", "beam_size": 3}},
+                        extern_data=EXTERN)
+    assert net.graph.same_step_deps("output") == [] and net._sources["output"] == []
+    batch = random_batch(net.extern_data, n_batch=2, max_time=4, seed=3)
+    np.testing.assert_array_equal(net(batch)["output"].numpy(), batch["classes"])
