@@ -119,8 +119,8 @@ class NetGraph:
         if isinstance(layer.get("reuse_params"), str):
             texts.append(layer["reuse_params"])
         target = layer.get("target")
-        if isinstance(target, str) and target.startswith("layer:"):
-            texts.append(target[len("layer:"):])
+        if isinstance(target, str):  # a loss target, or what a choice outputs / a rec loop takes its length from
+            texts.append(target[len("layer:"):] if target.startswith("layer:") else f"data:{target}")
         refs = [parse_ref(text) for text in texts]
         for inner in cls.nested_net_dicts(layer):
             for via, text in nested_base_refs(inner):
