@@ -13,7 +13,6 @@ from typing import Any, Iterable, Mapping
 
 from returnn.errors import LayerConfigError
 from returnn.tf.layers.base import LAYER_CLASSES, get_layer_class
-from returnn.tf.layers.opts import did_you_mean
 
 LAYER, DATA, BASE, PREV, INDEX = "layer", "data", "base", "prev", "index"
 
