@@ -96,7 +96,7 @@ class GetLastHiddenStateLayer(LayerBase):
                                 f'unit string and "rnn_cell" have one): {exc}') from None
         sizes = [state.dim for state in states]
         if opts.combine == "add" and len(set(sizes)) > 1:
-            raise ctx.error(f'"combine": "add" needs states of one size, got '
+            raise ctx.error('"combine": "add" needs states of one size, got '
                             + ", ".join(f"{s} [B,{size}]" for s, size in zip(ctx.source_names, sizes)))
         size = sum(sizes) if opts.combine == "concat" else sizes[0]
         if opts.n_out is None and opts.out_dim is None:

@@ -244,9 +244,8 @@ class RecLoop:
         whole.update((ref, on_loop_time(value, plan.time_dim)) for ref, value in refs.items() if ref.startswith("data:"))
         values: dict[str, Data] = {}
         for net in plan.networks():
-            for scope in (net.scope,):
-                if hasattr(scope, "initial_frame"):
-                    scope.initial_frame = lambda name, frame: self._initial(name, frame, refs)
+            if isinstance(net.scope, SeqScope):  # its prev: shifts need this run's initial outputs
+                net.scope.initial_frame = lambda name, frame: self._initial(name, frame, refs)
             batch = {ref: refs[outer] for ref, outer in net.outer_sources.items()}
             batch.update((ref, value) for ref, value in whole.items() if ref in net.outer_refs)
             if net is plan.loop:
