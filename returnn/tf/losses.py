@@ -1,7 +1,8 @@
 """Losses by RETURNN's names (``ce``, ``mse``, ``l1``, ``ctc``, ``binary_ce``, ``as_is``) and their error rates.
 
 A loss compares a layer's output with its target over the valid frames only (masked by sequence
-lengths), normalized per frame by default (``use_normalized_loss``), so padding never changes it.
+lengths), so padding never changes it. Scores are reported per frame; training minimizes the sum over the
+frames of the batch, as RETURNN does (``use_normalized_loss: True``: the per-frame mean).
 """
 
 from __future__ import annotations
@@ -20,12 +21,18 @@ _EPS = 1e-7
 
 @dataclasses.dataclass
 class LossValue:
-    """One loss on one batch: ``loss`` (normalized, what training minimizes), ``error`` (or None) and
-    ``num_frames`` (the normalization count, to average scores over batches)."""
+    """One loss on one batch: ``loss`` (per frame: the score reported), ``error`` (or None), ``num_frames`` (the
+    normalization count, to average scores over batches) and ``objective`` (what training minimizes: the sum
+    over frames, as RETURNN does, or with ``use_normalized_loss`` the per-frame loss; None: ``loss``)."""
 
     loss: Any
     error: Any
     num_frames: Any
+    objective: Any = None
+
+    @property
+    def to_minimize(self) -> Any:
+        return self.loss if self.objective is None else self.objective
 
 
 @dataclasses.dataclass
@@ -69,18 +76,18 @@ class Loss:
     needs_target: ClassVar[bool] = True
 
     class Opts(LayerOpts):
-        use_normalized_loss: bool = True
+        use_normalized_loss: bool = False
 
     def __init__(self, opts: Any, *, output: Data, target: Data | None, target_name: str, where: str):
         """``output`` / ``target`` are the templates, to check shapes before any TF op; ``where`` names the layer."""
         self.opts = opts
         self.target_name = target_name
 
-    def normalize(self, total: Any, num_frames: Any) -> Any:
-        """Per frame (default) or the plain sum (``use_normalized_loss: False``)."""
-        if not self.opts.use_normalized_loss:
-            return total
-        return total / tf.maximum(tf.cast(num_frames, total.dtype), 1.0)
+    def value(self, total: Any, error: Any, num_frames: Any) -> LossValue:
+        """The loss summed over ``num_frames`` frames as a LossValue: reported per frame; minimized as the sum
+        (RETURNN's default) or per frame (``use_normalized_loss: True``)."""
+        per_frame = total / tf.maximum(tf.cast(num_frames, total.dtype), 1.0)
+        return LossValue(per_frame, error, num_frames, per_frame if self.opts.use_normalized_loss else total)
 
 
 def _batch_time_major(data: Data) -> Data:
@@ -181,7 +188,7 @@ class CrossEntropyLoss(FramewiseLoss):
             per_frame = -tf.reduce_sum(targets * log_probs, axis=-1)
             error = classification_error(log_probs, targets, sparse=False)
         num_frames = tf.shape(per_frame)[0]
-        return LossValue(self.normalize(tf.reduce_sum(per_frame), num_frames), error, num_frames)
+        return self.value(tf.reduce_sum(per_frame), error, num_frames)
 
 
 class _DistanceLoss(FramewiseLoss):
@@ -195,7 +202,7 @@ class _DistanceLoss(FramewiseLoss):
         out_frames, num_frames = valid_frames(output.copy_with_feature_last())
         diff = out_frames - self.dense_target_frames(output, target)
         total = tf.reduce_sum(self.distance(diff))
-        return LossValue(self.normalize(total, num_frames), None, num_frames)
+        return self.value(total, None, num_frames)
 
 
 @register_loss("mse")
@@ -223,7 +230,7 @@ class BinaryCrossEntropyLoss(FramewiseLoss):
         total = -tf.reduce_sum(targets * tf.math.log(probs) + (1.0 - targets) * tf.math.log(1.0 - probs))
         wrong = tf.cast(tf.not_equal(probs > 0.5, targets > 0.5), tf.float32)
         error = tf.reduce_sum(wrong) / tf.maximum(tf.cast(tf.size(wrong), tf.float32), 1.0)
-        return LossValue(self.normalize(total, num_frames), error, num_frames)
+        return self.value(total, error, num_frames)
 
 
 @register_loss("as_is")
@@ -234,7 +241,7 @@ class AsIsLoss(Loss):
 
     def __call__(self, output: Data, target: Data | None) -> LossValue:
         frames, num_frames = valid_frames(output)
-        return LossValue(self.normalize(tf.reduce_sum(tf.cast(frames, tf.float32)), num_frames), None, num_frames)
+        return self.value(tf.reduce_sum(tf.cast(frames, tf.float32)), None, num_frames)
 
 
 @register_loss("ctc")
@@ -267,8 +274,8 @@ class CtcLoss(Loss):
         seq_losses = tf.nn.ctc_loss(labels=label_ids, logits=tf.transpose(logits, [1, 0, 2]), label_length=label_lens,
                                     logit_length=logit_lens, logits_time_major=True, blank_index=-1)
         num_labels = tf.reduce_sum(label_lens)
-        return LossValue(self.normalize(tf.reduce_sum(seq_losses), num_labels),
-                         self._greedy_error(logits, logit_lens, label_ids, label_lens, num_labels), num_labels)
+        error = self._greedy_error(logits, logit_lens, label_ids, label_lens, num_labels)
+        return self.value(tf.reduce_sum(seq_losses), error, num_labels)
 
     @staticmethod
     def _greedy_error(logits: Any, logit_lens: Any, labels: Any, label_lens: Any, num_labels: Any) -> Any:

@@ -319,7 +319,7 @@ class Network(TemplatePass, tf.Module):
     def total_loss(self, loss_values: Mapping[str, LossValue]) -> Any:
         """Sum of ``loss_scale`` times each loss, plus the ``L2`` terms of the layers."""
         entries = self.loss_entries()
-        terms = [entries[key].scale * value.loss for key, value in loss_values.items()]
+        terms = [entries[key].scale * value.to_minimize for key, value in loss_values.items()]
         terms += [term for term in (layer.l2_loss() for layer in self.layers.values()) if term is not None]
         return tf.add_n(terms) if terms else tf.constant(0.0)
 

@@ -30,7 +30,7 @@ def test_ce_sparse_matches_numpy_and_frame_error():
     np.testing.assert_allclose(values["output"].loss.numpy(), want, rtol=1e-5)
     np.testing.assert_allclose(values["output"].error.numpy(), (probs.argmax(-1) != labels).mean(), rtol=1e-6)
     assert values["output"].num_frames.numpy() == mask.sum()
-    np.testing.assert_allclose(net.total_loss(values).numpy(), want, rtol=1e-5)
+    np.testing.assert_allclose(net.total_loss(values).numpy(), want * mask.sum(), rtol=1e-5)  # RETURNN: the sum
 
 
 def test_ce_label_smoothing_and_dense_targets():
@@ -75,17 +75,23 @@ def test_mse_l1_binary_ce_as_is_match_numpy():
     np.testing.assert_allclose(values["bin"].error.numpy(), ((p > 0.5) != (t > 0.5)).mean(), rtol=1e-6)
     as_is = batch["data"][mask].sum(-1).mean()
     np.testing.assert_allclose(values["as_is"].loss.numpy(), as_is, rtol=1e-5)
-    total = sum(values[n].loss.numpy() for n in ("reg", "abs", "bin")) + 0.5 * as_is
+    total = sum(values[n].loss.numpy() * values[n].num_frames.numpy() for n in ("reg", "abs", "bin", "as_is"))
+    total -= 0.5 * as_is * values["as_is"].num_frames.numpy()  # its loss_scale
     np.testing.assert_allclose(net.total_loss(values).numpy(), total, rtol=1e-5)
 
 
-def test_unnormalized_loss_is_the_sum():
-    _, batch, out, values = _losses({"output": {"class": "softmax", "loss": "ce",
-                                                "loss_opts": {"use_normalized_loss": False}}})
-    mask = batch.mask("data")
-    probs, labels = out["output"].numpy()[mask], batch["classes"][mask]
-    np.testing.assert_allclose(values["output"].loss.numpy(), -np.log(probs[np.arange(len(labels)), labels]).sum(),
-                               rtol=1e-5)
+def test_loss_is_reported_per_frame_and_minimized_as_the_sum_unless_normalized():
+    per_frame, total = {}, {}
+    for normalized in (False, True):
+        net, batch, out, values = _losses({"output": {"class": "softmax", "loss": "ce",
+                                                      "loss_opts": {"use_normalized_loss": normalized}}})
+        mask = batch.mask("data")
+        probs, labels = out["output"].numpy()[mask], batch["classes"][mask]
+        nll = -np.log(probs[np.arange(len(labels)), labels])
+        per_frame[normalized], total[normalized] = values["output"].loss.numpy(), net.total_loss(values).numpy()
+        np.testing.assert_allclose(per_frame[normalized], nll.mean(), rtol=1e-5)
+        np.testing.assert_allclose(total[normalized], nll.mean() if normalized else nll.sum(), rtol=1e-5)
+    assert total[False] > total[True]
 
 
 def test_ce_gradient_matches_finite_differences():
