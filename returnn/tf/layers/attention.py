@@ -321,6 +321,11 @@ class PositionalEncodingLayer(LayerBase):
     its loop state is empty, it only needs the step index.
     """
 
+    @classmethod
+    def runs_on_sequences(cls, layer_dict: Mapping[str, Any]) -> bool:
+        # the step index is the position: over a time-varying input the same frames (added to it, no constant)
+        return bool(layer_dict.get("add_to_input")) and layer_dict.get("constant", -1) < 0
+
     example = {"from": "data", "add_to_input": True}
 
     class Opts(LayerOpts):

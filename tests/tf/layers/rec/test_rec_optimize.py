@@ -64,7 +64,8 @@ def _self_attention_unit():
     """A transformer-style decoder: causal self-attention over the previous targets, which needs no loop."""
     return {
         "emb": {"class": "linear", "from": "data:classes", "n_out": 8},
-        "sa": {"class": "self_attention", "from": "prev:emb", "attention_left_only": True, "num_heads": 2,
+        "pos": {"class": "positional_encoding", "from": "prev:emb", "add_to_input": True},
+        "sa": {"class": "self_attention", "from": "pos", "attention_left_only": True, "num_heads": 2,
                "total_key_dim": 8, "n_out": 8},
         "sum": {"class": "cumsum", "from": "sa"},
         "prob": {"class": "softmax", "from": ["sa", "sum", "base:enc_last"], "loss": "ce", "target": "classes"},
@@ -126,7 +127,7 @@ def test_optimize_moves_input_and_output_side_out_and_keeps_the_recurrence():
 def test_optimize_computes_loop_invariant_and_causal_sublayers_outside():
     assert _parts(_net(_attention_unit(), True, from_=())) == [
         ["emb", "enc_ctx"], ["att", "att_weights", "energy", "s"], ["output", "prob"]]
-    assert _parts(_net(_self_attention_unit(), True, from_=())) == [["emb", "output", "prob", "sa", "sum"]]  # no loop
+    assert _parts(_net(_self_attention_unit(), True, from_=())) == [["emb", "output", "pos", "prob", "sa", "sum"]]  # no loop
 
 
 def test_optimize_runs_a_target_driven_recurrence_as_one_whole_sequence_unit():
