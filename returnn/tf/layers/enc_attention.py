@@ -83,8 +83,8 @@ class _ContextAttentionLayer(LayerBase):
         self.opts = opts
 
     def energy(self, query: Any, base_ctx: Any) -> Any:
-        """[B, ..., T] energies of the query [B, ..., F] against ``base_ctx`` [B, T, F]."""
-        raise NotImplementedError
+        """[B, ..., T] energies of the query [B, ..., F] against ``base_ctx`` [B, T, F] (each subclass's own)."""
+        raise TypeError(f"{type(self).__name__} must define energy()")
 
     def __call__(self, sources: Sequence[Data], *, train: bool, refs: Mapping[str, Data] | None = None) -> Data:
         x = self.input_data(sources).copy_as_batch_major().copy_with_feature_last()
