@@ -69,11 +69,27 @@ class RecLayer(UnitLayerBase):
                              optimize=optimize)
             ctx.state["loop_plan"] = plan
             ctx.state["nested_networks"] = plan.networks()
-            return plan.stacked["output"].copy_template(ctx.name)
+            out = plan.stacked["output"].copy_template(ctx.name)
+            cls._check_unit_dict_opts(ctx, opts, out)
+            return out
         if opts.direction not in (1, -1):
             raise ctx.error(f'"direction": expected 1 or -1, got {opts.direction!r}')
         return cls.unit_out_template(ctx, unit=opts.unit, unit_opts=opts.unit_opts, n_out=opts.n_out,
                                      out_dim=opts.out_dim, direction=opts.direction)
+
+    @staticmethod
+    def _check_unit_dict_opts(ctx: LayerContext, opts: Opts, out: Data) -> None:
+        """Options of a unit string that mean nothing for a unit dict are errors, ``n_out`` must match."""
+        if opts.direction != 1:
+            raise ctx.error(f'"direction": {opts.direction} with a "unit" dict: the loop runs forward; reverse the '
+                            "input (or read it backwards inside the unit) instead")
+        unused = [name for name in ("unit_opts", "forward_weights_init", "recurrent_weights_init")
+                  if getattr(opts, name) is not None]
+        if unused:
+            raise ctx.error(f'{", ".join(map(repr, unused))}: options of a unit string; with a "unit" dict give them '
+                            "to its sublayers")
+        if opts.n_out is not None and out.dim != opts.n_out:
+            raise ctx.error(f'"n_out" {opts.n_out} does not match the "output" sublayer {out.describe()}')
 
     @classmethod
     def sub_template(cls, ctx: LayerContext, sub: str) -> Data | None:

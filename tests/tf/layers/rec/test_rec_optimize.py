@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from returnn.errors import LayerConfigError
 from returnn.testing import random_batch
 from returnn.tf.network import Network
 
@@ -171,7 +172,7 @@ def test_end_may_be_a_scalar_for_all_sequences_and_must_be_bool():
     out = net(random_batch(net.extern_data, n_batch=3, max_time=4, seed=2))["dec"]
     np.testing.assert_array_equal(out.seq_lens.numpy(), [2, 2, 2])
     bad = {**unit, "end": {"class": "linear", "from": "output", "n_out": 1}}
-    with pytest.raises(Exception, match=r"layer 'dec' \(class \"rec\"\): sublayer \"end\": expected a bool per "
+    with pytest.raises(LayerConfigError, match=r"layer 'dec' \(class \"rec\"\): sublayer \"end\": expected a bool per "
                                         r"sequence"):
         Network({"dec": {"class": "rec", "from": [], "max_seq_len": 5, "unit": bad, "is_output_layer": True}},
                 extern_data=EXTERN)

@@ -429,3 +429,15 @@ def test_rec_loop_layer_reading_only_its_own_prev():
         y = y @ w + b
         want.append(y)
     np.testing.assert_allclose(net(batch)["output"].numpy(), np.stack([want, want], axis=1), rtol=1e-5)
+
+
+def test_unit_dict_rejects_unit_string_options_and_a_wrong_n_out():
+    unit = {"output": {"class": "linear", "from": ["prev:output", "data:source"], "n_out": 4}}
+    for extra, message in (({"direction": -1}, r'"direction": -1 with a "unit" dict'),
+                           ({"unit_opts": {}}, r"'unit_opts': options of a unit string"),
+                           ({"n_out": 5}, r'"n_out" 5 does not match the "output" sublayer')):
+        with pytest.raises(LayerConfigError, match=r"layer 'dec' \(class \"rec\"\): " + message):
+            Network({"dec": {"class": "rec", "from": "data", "unit": unit, "is_output_layer": True, **extra}},
+                    extern_data=EXTERN)
+    Network({"dec": {"class": "rec", "from": "data", "unit": unit, "is_output_layer": True, "n_out": 4}},
+            extern_data=EXTERN)
