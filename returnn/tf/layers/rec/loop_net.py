@@ -8,7 +8,7 @@ whole sequence). ``LoopScope`` tells the network the templates of these (``Netwo
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import tensorflow as tf
 
@@ -44,42 +44,64 @@ def index_data(i: Any) -> Data:
     return index_template().with_tensor(tf.convert_to_tensor(i, tf.int32))
 
 
-class LoopScope:
+class UnitScope:
+    """What the networks of a rec unit share in resolving refs: extern keys (``data:KEY``, read through the rec
+    layer), sublayers computed by another of them (``outside``: ``x`` and ``prev:x``), and what was read."""
+
+    inside_loop = False
+
+    def __init__(self, ctx: LayerContext, *, roots: Sequence[str], outside: Mapping[str, Data] | None = None):
+        self.ctx = ctx
+        self.roots = list(roots)
+        self.outside = dict(outside or {})  # sublayers computed by another network of the unit -> their templates
+        self.prev_reads: dict[str, None] = {}  # own sublayers read through prev:
+        self.outside_reads: dict[str, None] = {}  # "x" / "prev:x" of the outside sublayers
+        self.data_reads: dict[str, Data] = {}  # extern keys read -> their templates here
+
+    def extern_template(self, ref: Ref, convert: Callable[[Data], Data]) -> Data:
+        """``data:KEY`` (a dependency of the rec layer) as ``convert`` makes it for this network."""
+        whole = self.ctx.network.data_template(ref.name, requested_by=self.ctx.name)
+        self.ctx.dependency(ref.text)
+        self.data_reads[ref.name] = convert(whole)
+        return self.data_reads[ref.name]
+
+    def outside_template(self, ref: Ref) -> Data | None:
+        """``x`` / ``prev:x`` of a sublayer another network of the unit computes; None for other refs."""
+        if ref.kind in (LAYER, PREV) and ref.layer in self.outside and ref.name == ref.layer:
+            self.outside_reads[ref.text] = None
+            return self.outside[ref.name].copy_template(ref.text)
+        return None
+
+
+class LoopScope(UnitScope):
     """How the loop network of rec layer ``ctx`` resolves refs; records what each step must be given.
 
     ``input_frame`` is one frame of the rec layer's input (None without input); ``roots`` the sublayers
-    to build (output, losses, is_output_layer, end).
+    to build (output, losses, is_output_layer, end); ``outside`` the frame templates of sublayers computed
+    before the loop.
     """
 
     inside_loop = True
 
     def __init__(self, ctx: LayerContext, *, roots: Sequence[str], input_frame: Data | None,
                  outside: Mapping[str, Data] | None = None):
-        self.ctx = ctx
-        self.roots = list(roots)
+        super().__init__(ctx, roots=roots, outside=outside)
         self.input_frame = input_frame
-        self.outside = dict(outside or {})  # sublayers computed before the loop -> their frame templates
-        self.prev_reads: dict[str, None] = {}  # sublayers read through prev:
-        self.outside_reads: dict[str, None] = {}  # "x" / "prev:x" of sublayers computed before the loop
-        self.data_reads: dict[str, Data] = {}  # extern keys whose frames the step reads -> frame template
 
     def template(self, net: Any, ref: Ref, *, requested_by: str) -> Data | None:
-        """Template of ``data:``, ``prev:`` and ``:i`` refs; None for others (layers, ``base:``)."""
+        """Template of ``data:``, ``prev:``, ``:i`` and outside refs; None for others (layers, ``base:``)."""
         if ref.kind == DATA:
             if ref.name in (SOURCE, "data"):
                 if self.input_frame is None:
                     raise LayerConfigError(f"layer {net.path_of(requested_by)!r}: {ref.text!r}: the rec layer has "
                                            'no input ("from": [])')
                 return self.input_frame.copy_template(ref.text)
-            whole = self.ctx.network.data_template(ref.name, requested_by=self.ctx.name)
-            self.ctx.dependency(ref.text)
-            self.data_reads[ref.name] = frame_template(whole)
-            return self.data_reads[ref.name]
+            return self.extern_template(ref, frame_template)
         if ref.kind == INDEX:
             return index_template()
-        if ref.kind in (LAYER, PREV) and ref.layer in self.outside and ref.name == ref.layer:
-            self.outside_reads[ref.text] = None
-            return self.outside[ref.name].copy_template(ref.text)
+        outside = self.outside_template(ref)
+        if outside is not None:
+            return outside
         if ref.kind == PREV:
             self.prev_reads[ref.name] = None
             return net.prev_template(ref.name, requested_by=requested_by)

@@ -19,7 +19,7 @@ from returnn.tensor.align import aligned_tensor
 from returnn.tensor.data import Data
 from returnn.tensor.dim import Dim
 from returnn.tf.layers.base import LayerBase, LayerContext, get_layer_class
-from returnn.tf.layers.rec.loop_net import SOURCE, frame_template
+from returnn.tf.layers.rec.loop_net import SOURCE, UnitScope, frame_template
 from returnn.tf.net_graph import DATA, INDEX, LAYER, PREV, NetGraph, Ref
 
 
@@ -76,34 +76,25 @@ def _movable(graph: NetGraph, name: str) -> bool:
     return cls.runs_on_sequences(layer) and not any(ref.kind == INDEX for ref in graph.refs(name))
 
 
-class SeqScope:
+class SeqScope(UnitScope):
     """Scope of a whole-sequence network of moved-out sublayers: ``data:source`` and ``data:KEY`` are whole
     sequences (the loop's time axis, time-major), other sublayers come as given templates (``outside``:
     stacked loop outputs or the input side's outputs), ``prev:x`` is x shifted by one step."""
 
-    inside_loop = False
-
     def __init__(self, ctx: LayerContext, *, roots: Iterable[str], time_dim: Dim, input_whole: Data | None,
                  outside: Mapping[str, Data]):
-        self.ctx, self.time_dim, self.input_whole = ctx, time_dim, input_whole
-        self.roots = list(roots)
-        self.outside = dict(outside)
-        self.prev_reads: dict[str, None] = {}  # layers of this network read through prev:
-        self.outside_reads: dict[str, None] = {}  # "x" / "prev:x" of sublayers computed elsewhere
-        self.data_reads: dict[str, Data] = {}
+        super().__init__(ctx, roots=list(roots), outside=outside)
+        self.time_dim, self.input_whole = time_dim, input_whole
         self.initial_frame: Callable[[str, Data], Any] | None = None  # set for each run: (name, frame) -> [B, ...]
 
     def template(self, net: Any, ref: Ref, *, requested_by: str) -> Data | None:
         if ref.kind == DATA:
             if ref.name in (SOURCE, "data"):
                 return self.input_whole.copy_template(ref.text)
-            whole = self.ctx.network.data_template(ref.name, requested_by=self.ctx.name)
-            self.ctx.dependency(ref.text)
-            self.data_reads[ref.name] = on_loop_time(whole, self.time_dim)
-            return self.data_reads[ref.name]
-        if ref.kind in (LAYER, PREV) and ref.layer in self.outside and ref.name == ref.layer:
-            self.outside_reads[ref.text] = None
-            return self.outside[ref.name].copy_template(ref.text)
+            return self.extern_template(ref, lambda whole: on_loop_time(whole, self.time_dim))
+        outside = self.outside_template(ref)
+        if outside is not None:
+            return outside
         if ref.kind == PREV:
             self.prev_reads[ref.name] = None
             template = net.dependency_template(ref.name, requested_by=requested_by)

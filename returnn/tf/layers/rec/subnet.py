@@ -1,7 +1,8 @@
 """The ``rec`` layer with a ``unit`` dict: a subnetwork evaluated once per time step in one ``tf.while_loop``.
 
-Templates: the unit's layers get frame templates (no time axis) in a ``LoopNetwork``; the rec layer's
-output is the ``output`` sublayer stacked over time (time-major). The loop runs over the input's time
+Templates: the unit's layers run step by step get frame templates (no time axis, ``LoopScope``), those the
+loop optimizer moves out whole-sequence ones (``SeqScope``); the rec layer's output is the ``output`` sublayer
+stacked over time (time-major). The loop runs over the input's time
 axis, else over the length of ``target`` / ``size_target``, else up to ``max_seq_len`` and per sequence
 until its ``end`` layer says so. Losses of sublayers are computed on their stacked outputs, masked as
 the same layer's loss outside a loop would be.
@@ -18,11 +19,11 @@ import tensorflow as tf
 from returnn.errors import LayerConfigError
 from returnn.tensor.data import Data
 from returnn.tensor.dim import Dim, spatial_dim
-from returnn.tf.layers.base import LayerContext
 from returnn.tensor.align import aligned_tensor
+from returnn.tf.layers.base import LayerContext
 from returnn.tf.layers.rec.loop_net import LoopScope, frame_template, index_data, stacked_template
-from returnn.tf.layers.rec.read_once import params_read_once
 from returnn.tf.layers.rec.optimize import SeqScope, on_loop_time, partition, shifted
+from returnn.tf.layers.rec.read_once import params_read_once
 from returnn.tf.losses import LossEntry, make_loss
 from returnn.tf.net_graph import NetGraph, is_root
 
@@ -46,10 +47,6 @@ class LoopPlan:
     losses: dict[str, Any]  # sublayer -> (Loss, scale)
     initial_output: dict[str, Any]  # sublayer -> its initial_output option
 
-    @property
-    def known_length(self) -> bool:
-        return self.input_whole is not None or self.length_key is not None
-
     def networks(self) -> list[Any]:
         return [net for net in (self.before, self.loop, self.after) if net is not None]
 
@@ -57,7 +54,7 @@ class LoopPlan:
         """The stacked template of sublayer ``name`` (which the run then gives, as ``"rec/name"``); None when the
         unit has no such built sublayer."""
         if name not in self.stacked:
-            net = next((net for net in self.networks() if name in net.templates), None)
+            net = self.where(name)
             if net is None:
                 return None
             template = net.templates[name]
@@ -66,8 +63,8 @@ class LoopPlan:
         return self.stacked[name]
 
     def where(self, name: str) -> Any:
-        """The network computing sublayer ``name``."""
-        return next(net for net in self.networks() if name in net.templates)
+        """The network computing sublayer ``name`` (None: no network builds it)."""
+        return next((net for net in self.networks() if name in net.templates), None)
 
 
 def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | None, max_seq_len: Any,
@@ -111,18 +108,19 @@ def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | 
         before, inloop, after = partition(graph, graph.order(roots), forced=[])
     else:
         before, inloop, after = [], None, []
-    plan = _build_networks(ctx, unit, graph, roots, time_dim, input_whole, before, inloop, after)
-    plan.length_key, plan.max_seq_len, plan.initial_output = length_key, max_seq_len, initial_output
+    plan = LoopPlan(time_dim, input_whole, length_key, max_seq_len, initial_output=initial_output,
+                    **_build_networks(ctx, unit, roots, time_dim, input_whole, before, inloop, after))
     for name, spec in initial_output.items():
         if spec is not None:
             _check_initial_output(ctx, name, spec)
     return plan
 
 
-def _build_networks(ctx: LayerContext, unit: Mapping[str, Any], graph: NetGraph, roots: list[str], time_dim: Dim,
+def _build_networks(ctx: LayerContext, unit: Mapping[str, Any], roots: list[str], time_dim: Dim,
                     input_whole: Data | None, before: list[str], inloop: list[str] | None,
-                    after: list[str]) -> LoopPlan:
-    """The networks of the plan (``inloop`` None: all of ``roots`` and what they read run in the loop)."""
+                    after: list[str]) -> dict[str, Any]:
+    """The networks of the plan, their stacked templates and losses (``inloop`` None: all of ``roots`` and what
+    they read run in the loop)."""
     pre = post = loop = scope = None
     templates: dict[str, Data] = {}
     if before:
@@ -159,7 +157,7 @@ def _build_networks(ctx: LayerContext, unit: Mapping[str, Any], graph: NetGraph,
                 loss = make_loss(common.loss, common.loss_opts or {}, output=stacked[name], target=whole_target,
                                  target_name=target, where=pending.ctx.where())
                 losses[name] = (loss, common.loss_scale)
-    return LoopPlan(time_dim, input_whole, None, None, loop, scope, pre, post, stacked, losses, {})
+    return {"loop": loop, "scope": scope, "before": pre, "after": post, "stacked": stacked, "losses": losses}
 
 
 def _as_stacked(ctx: LayerContext, seq: Data, time_dim: Dim) -> Data:
@@ -209,8 +207,8 @@ class RecLoop:
             net.instantiate()
         self.initial_vars: dict[str, tf.Variable] = {}
         for name, spec in plan.initial_output.items():
-            if spec == "var" and any(name in net.templates for net in plan.networks()):
-                size = plan.stacked[name].dim if name in plan.stacked else plan.where(name).templates[name].dim
+            if spec == "var" and plan.where(name) is not None:
+                size = plan.where(name).templates[name].dim
                 self.initial_vars[name] = owner.add_param(f"{name}/initial_output", (size,), init=0.0)
 
     def params(self) -> dict[str, tf.Variable]:
