@@ -290,13 +290,13 @@ class RecLoop:
                                frame_template(value, time_dim).copy_template(ref))
             else:
                 fixed[ref] = value
-        for alias in ("data", "data:data"):  # the source frame under its other names
-            if "data:source" in frames:
-                frames.pop(alias, None)
+        if "data:source" in frames:  # the source frame under its other names is set from it in the body
+            frames.pop("data", None)
+            frames.pop("data:data", None)
         prevs = {name: self._initial(name, loop.templates[name], refs) for name in scope.prev_reads}
         states = loop.initial_states(batch_size)
         known_len = seq_lens is not None
-        stacked_names = [name for name in loop.templates]
+        stacked_names = self._stacked_from_loop()
         outs = {name: tf.TensorArray(tf.as_dtype(loop.templates[name].dtype), size=max_len if known_len else 0,
                                      dynamic_size=not known_len) for name in stacked_names}
         logit_names = [name for name in stacked_names if _gives_logits(loop.layers[name])]
@@ -342,6 +342,13 @@ class RecLoop:
             data = template.with_tensor(outs[name].stack(), dyn_sizes={time_dim: seq_lens})
             result[name] = data.replace(logits=logits[name].stack() if name in logits else None)
         return result
+
+    def _stacked_from_loop(self) -> list[str]:
+        """Sublayers of the loop whose frames are kept: those the rec layer gives and those the output side reads."""
+        plan = self.plan
+        read_after = {ref[len("prev:"):] if ref.startswith("prev:") else ref
+                      for ref in (plan.after.scope.outside_reads if plan.after is not None else ())}
+        return [name for name in plan.loop.templates if name in plan.stacked or name in read_after]
 
     def _max_seq_len(self, refs: Mapping[str, Data]) -> Any:
         """``max_seq_len``: a number, or an expression over ``max_len_from('base:x')``."""
