@@ -297,7 +297,7 @@ class TemplatePass:
             from_items = [item for item in from_items if item[0] in kept]
             sources = kept
         try:
-            self._layer_template_from(name, layer_dict, cls, own, common, from_items, sources)
+            self._layer_template_from(name, where, layer_dict, cls, own, common, from_items, sources)
         except LayerConfigError as exc:
             if not dropped:
                 raise
@@ -305,9 +305,8 @@ class TemplatePass:
                                    f"template needs this layer's; give the dims explicitly (\"n_out\", \"out_type\") "
                                    f"or another source ({exc})") from exc
 
-    def _layer_template_from(self, name: str, layer_dict: Any, cls: type[LayerBase], own: dict, common: CommonOpts,
-                             from_items: list[tuple[str, Any]], sources: list[str]) -> None:
-        where = f'layer {self.path_of(name)!r} (class "{layer_dict["class"]}")'
+    def _layer_template_from(self, name: str, where: str, layer_dict: Any, cls: type[LayerBase], own: dict,
+                             common: CommonOpts, from_items: list[tuple[str, Any]], sources: list[str]) -> None:
         templates = [self.dependency_template(ref, requested_by=name) for ref in sources]
         ctx = LayerContext(name=name, layer_class=layer_dict["class"], network=self, sources=templates, common=common,
                            source_axes=[axis for _, axis in from_items], source_names=sources)

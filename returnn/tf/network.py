@@ -195,19 +195,9 @@ class Network(TemplatePass, tf.Module):
         missing = [ref for ref in self.outer_refs if ref not in values]
         if missing:
             raise LayerConstructionError(f"{self.path_of('') or 'network'}: the batch lacks {', '.join(missing)}")
-        registered = {layer: key for key, layer in self._registered.items()}
-        subs_out: list[str] = []
         self._batch_size = self._find_batch_size(values)
         try:
-            for name, layer in self.layers.items():
-                values[name], subs = self._call_layer(name, layer, values, train=train)
-                for sub, data in subs.items():
-                    values[f"{name}/{sub}"] = data
-                    subs_out.append(f"{name}/{sub}")
-                if name in registered:
-                    values[f"{DATA_PREFIX}{registered[name]}"] = values[name]
-                if self.scope is not None:
-                    values.update(self.scope.after_layer(name, values))
+            subs_out, _ = self._run_layers(values, {}, i=None, train=train)
         finally:
             self._batch_size = None
         return {name: values[name] for name in list(self.layers) + subs_out}
@@ -226,6 +216,16 @@ class Network(TemplatePass, tf.Module):
         """Inside a loop: every layer on one step's ``inputs`` (frames, ``prev:`` values, ``base:`` layers);
         layers with a state step through it. Returns all values and the new states."""
         values: dict[str, Data] = dict(inputs)
+        _, new_states = self._run_layers(values, states, i=i, train=train)
+        return values, new_states
+
+    def _run_layers(self, values: dict[str, Data], states: Mapping[str, Any], *, i: Any,
+                    train: bool) -> tuple[list[str], dict[str, Any]]:
+        """Every layer in order, its output (and sublayer outputs, a registered ``data:KEY``, what the scope
+        derives) put into ``values``; layers with a state step through it. Returns the sublayer keys and the
+        new states."""
+        registered = {layer: key for key, layer in self._registered.items()}
+        sub_keys: list[str] = []
         new_states = {}
         for name, layer in self.layers.items():
             if name in states:
@@ -233,8 +233,14 @@ class Network(TemplatePass, tf.Module):
             else:
                 out, subs = self._call_layer(name, layer, values, train=train)
             values[name] = out
-            values.update((f"{name}/{sub}", data) for sub, data in subs.items())
-        return values, new_states
+            for sub, data in subs.items():
+                values[f"{name}/{sub}"] = data
+                sub_keys.append(f"{name}/{sub}")
+            if name in registered:
+                values[f"{DATA_PREFIX}{registered[name]}"] = out
+            if self.scope is not None:
+                values.update(self.scope.after_layer(name, values))
+        return sub_keys, new_states
 
     def _find_batch_size(self, values: Mapping[str, Data]) -> Any:
         """The batch size of this call: from the first value with a batch axis, else the enclosing network's."""
