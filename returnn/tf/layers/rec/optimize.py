@@ -23,11 +23,11 @@ from returnn.tf.layers.rec.loop_net import SOURCE, UnitScope, frame_template
 from returnn.tf.net_graph import DATA, INDEX, LAYER, PREV, NetGraph, Ref
 
 
-def partition(graph: NetGraph, built: Iterable[str], *, forced: Iterable[str]) -> tuple[list[str], list[str], list[str]]:
+def partition(graph: NetGraph, built: Iterable[str]) -> tuple[list[str], list[str], list[str]]:
     """``(input side, loop, output side)`` of the sublayers ``built`` (each list in ``built``'s order)."""
     built = list(built)
     # a sublayer ("x/last_state") differs per step and over whole sequences: x stays where it is read per step
-    forced = set(forced) | {ref.layer for name in built for ref in graph.refs(name)
+    forced = {ref.layer for name in built for ref in graph.refs(name)
                             if ref.kind in (LAYER, PREV) and ref.name != ref.layer}
     reach = {name: graph.depends_on(name) & set(built) for name in built}
     varying = _time_varying(graph, built)

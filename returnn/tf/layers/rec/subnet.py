@@ -105,7 +105,7 @@ def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | 
                                                                               else ["end"])
     graph = NetGraph(unit, path_of=lambda name: f"{ctx.path}/{name}")
     if optimize and known:
-        before, inloop, after = partition(graph, graph.order(roots), forced=[])
+        before, inloop, after = partition(graph, graph.order(roots))
     else:
         before, inloop, after = [], None, []
     plan = LoopPlan(time_dim, input_whole, length_key, max_seq_len, initial_output=initial_output,
