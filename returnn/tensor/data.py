@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from returnn.errors import LayerConfigError
 from returnn.tensor.axes import resolve_axes, resolve_axis
-from returnn.tensor.dim import BATCH, FEATURE, SPATIAL, Dim
+from returnn.tensor.dim import BATCH, FEATURE, SPATIAL, BeamBatchDim, Dim
 
 _AUTO: Any = "auto"
 
@@ -34,6 +34,7 @@ class Data:
     tensor: Any = None
     dyn_sizes: Mapping[Dim, Any] = dataclasses.field(default_factory=dict)
     logits: Any = None  # pre-softmax values when ``tensor`` is a softmax output (for stable log-probs)
+    beam_scores: Any = None  # [B*beam] scores of the hypotheses when the batch dim is a beam's (search)
 
     def __post_init__(self) -> None:
         dims = tuple(self.dims)
@@ -107,7 +108,7 @@ class Data:
 
     def describe(self) -> str:
         """``'name' [B,'data:time','data:feature'(9)]`` for error messages."""
-        parts = ["B" if dim.is_batch else dim.describe() for dim in self.dims]
+        parts = ["B" if dim.is_batch and not isinstance(dim, BeamBatchDim) else dim.describe() for dim in self.dims]
         sparse = f" sparse {self.sparse_dim.describe()}" if self.sparse_dim is not None else ""
         return f"{self.name!r} [{','.join(parts)}]{sparse}"
 

@@ -55,6 +55,27 @@ class Dim:
 batch_dim = Dim(None, "batch", kind=BATCH)
 
 
+class BeamBatchDim(Dim):
+    """The batch dim inside a beam search: each sequence of ``base`` (the batch outside) ``beam_size`` times,
+    hypothesis k of sequence b at index ``b * beam_size + k``. ``choice`` names the choice layer searching."""
+
+    __slots__ = ("base", "beam_size", "choice")
+
+    def __init__(self, base: Dim, beam_size: int, choice: str):
+        super().__init__(None, f"{base.name}*beam{beam_size}", kind=BATCH)
+        self.base, self.beam_size, self.choice = base, beam_size, choice
+
+    def describe(self) -> str:
+        return f"B*beam({self.beam_size}, {self.choice!r})"
+
+
+def unbeamed(dim: Dim) -> Dim:
+    """The batch dim outside every beam (``dim`` itself when it is not a beam's)."""
+    while isinstance(dim, BeamBatchDim):
+        dim = dim.base
+    return dim
+
+
 def feature_dim(size: int | None, name: str) -> Dim:
     """A new feature dim (the output dim of a layer that maps features)."""
     return Dim(size, name, kind=FEATURE)

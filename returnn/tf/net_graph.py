@@ -62,14 +62,18 @@ def parse_from(value: Any, *, where: str) -> list[tuple[str, Any]]:
     return result
 
 
-def is_root(name: str, layer: Any) -> bool:
+def is_root(name: str, layer: Any, *, search: bool = False) -> bool:
     """Whether a layer is built for its own sake: ``output``, a loss, ``is_output_layer``, or a loss inside a
-    net dict nested in it (e.g. a softmax with a loss in a rec unit)."""
+    net dict nested in it (e.g. a softmax with a loss in a rec unit). A search network computes no losses."""
     if name == "output":
         return True
     if not isinstance(layer, Mapping):
         return False
-    if layer.get("loss") or layer.get("is_output_layer"):
+    if layer.get("is_output_layer"):
+        return True
+    if search:
+        return False
+    if layer.get("loss"):
         return True
     cls = LAYER_CLASSES.get(layer.get("class"))
     nested = cls.nested_net_dicts(layer) if cls is not None else []
@@ -80,8 +84,10 @@ def is_root(name: str, layer: Any) -> bool:
 class NetGraph:
     """The references between the layers of one net dict (``where`` names the network in errors)."""
 
-    def __init__(self, net_dict: Mapping[str, Any], *, where: str = "network", path_of: Any = None):
+    def __init__(self, net_dict: Mapping[str, Any], *, where: str = "network", path_of: Any = None,
+                 search: bool = False):
         self.net_dict = net_dict
+        self.search = search  # built for beam search: no losses, targets only where a layer reads them
         self.where = where
         self._path_of = path_of or (lambda name: name)
         self._refs: dict[str, list[Ref]] = {}
@@ -110,7 +116,7 @@ class NetGraph:
         except LayerConfigError as exc:
             raise LayerConfigError(f"layer {self._path_of(name)!r}: {exc}") from None
         texts = cls.sources_read(layer, [ref for ref, _ in parse_from(layer.get("from", cls.default_from),
-                                                                      where=self._where(name))])
+                                                                      where=self._where(name))], search=self.search)
         for field in cls.Opts.ref_fields():
             value = layer.get(field)
             texts += [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] \
@@ -118,7 +124,8 @@ class NetGraph:
         if isinstance(layer.get("reuse_params"), str):
             texts.append(layer["reuse_params"])
         target = layer.get("target")
-        if isinstance(target, str):  # a loss target, or what a choice outputs / a rec loop takes its length from
+        if isinstance(target, str) and (not self.search or cls.reads_target_in_search(layer)):
+            # a loss target, or what a choice outputs / a rec loop takes its length from
             texts.append(target[len("layer:"):] if target.startswith("layer:") else f"data:{target}")
         refs = [parse_ref(text) for text in texts]
         for inner in cls.nested_net_dicts(layer):
@@ -133,7 +140,7 @@ class NetGraph:
         layer = self.net_dict[name]
         cls = get_layer_class(layer["class"])
         return cls.sources_read(layer, [ref for ref, _ in parse_from(layer.get("from", cls.default_from),
-                                                                     where=self._where(name))])
+                                                                     where=self._where(name))], search=self.search)
 
     def same_step_deps(self, name: str) -> list[str]:
         """Layers of this network that ``name`` reads directly (not through ``prev:``)."""
@@ -147,7 +154,7 @@ class NetGraph:
 
     def roots(self) -> list[str]:
         """Layers to build: ``output``, layers with a loss, layers marked ``is_output_layer``."""
-        return [name for name, layer in self.net_dict.items() if is_root(name, layer)]
+        return [name for name, layer in self.net_dict.items() if is_root(name, layer, search=self.search)]
 
     def order(self, roots: Iterable[str]) -> list[str]:
         """``roots`` and what they read (also through ``prev:``), each after its same-step dependencies.

@@ -118,7 +118,7 @@ class TemplatePass:
                 raise LayerConfigError(f"{where}: {ref!r}: the enclosing network has no layer {outer.layer!r}"
                                        f"{did_you_mean(outer.layer, outer_net.net_dict)}; defined: "
                                        f"{', '.join(outer_net.net_dict)}")
-            template = self.parent_ctx.dependency(parsed.name)
+            template = self._into_scope(self.parent_ctx.dependency(parsed.name))
             self.outer_refs[ref], self.outer_sources[ref] = template, parsed.name
             return template
         if parsed.kind in (PREV, INDEX):
@@ -138,6 +138,11 @@ class TemplatePass:
         """Template of a ref this network does not compute itself but gets with the batch (its ``scope`` says);
         None: not such a ref."""
         return None if self.scope is None else self.scope.template(self, ref, requested_by=requested_by)
+
+    def _into_scope(self, outer: Data) -> Data:
+        """The template of a value from the enclosing network as this one sees it (in a beam: its batch tiled)."""
+        into = getattr(self.scope, "into_scope", None)
+        return outer if into is None else into(outer)
 
     def prev_template(self, name: str, *, requested_by: str) -> Data:
         """``prev:name`` of a layer of this network: its template (a guess while it depends on the asking layer)."""
@@ -164,7 +169,7 @@ class TemplatePass:
             return self.dependency_template(self._registered[key], requested_by=requested_by)
         if self.parent_ctx is not None:
             ref = f"{DATA_PREFIX}{key}"
-            template = self.parent_ctx.dependency(ref)
+            template = self._into_scope(self.parent_ctx.dependency(ref))
             self.outer_refs[ref], self.outer_sources[ref] = template, ref
             return template
         raise LayerConfigError(f"layer {self.path_of(requested_by)!r}: 'data:{key}': no extern data key {key!r}; "
@@ -247,8 +252,9 @@ class TemplatePass:
             else:
                 raise LayerConfigError(f"{where}: unknown option {key!r}{did_you_mean(key, own_names | common_names)}")
         sources = parse_from(layer_dict.get("from", cls.default_from), where=where)
-        read = cls.sources_read(layer_dict, [ref for ref, _ in sources])
-        sources = [item for item in sources if item[0] in read]
+        read = cls.sources_read(layer_dict, [ref for ref, _ in sources], search=self.graph.search)
+        axes = dict(sources)
+        sources = [(ref, axes.get(ref)) for ref in read]  # a layer may read fewer, or sublayers of its "from"
         if any(axis is not None for _, axis in sources) and not cls.accepts_source_axes:
             raise LayerConfigError(f'{where}: "from": (name, axis) pairs are only for "concat", got {sources!r}')
         return cls, own, common, sources

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -17,7 +18,7 @@ from returnn.tensor.extern_data import ExternData, batch_feed, seq_len_key, size
 from returnn.tf import layers as _layers  # noqa: F401  (registers every layer family)
 from returnn.tf.layers.base import CommonOpts, LayerBase, LayerContext
 from returnn.tf.losses import Loss, LossEntry, LossValue, make_loss
-from returnn.tf.net_graph import NetGraph, parse_from
+from returnn.tf.net_graph import DATA, NetGraph, parse_from, parse_ref
 from returnn.tf.net_templates import DATA_PREFIX, TemplatePass, _Pending
 
 __all__ = ["LossEntry", "Network", "parse_from"]
@@ -46,7 +47,8 @@ class Network(TemplatePass, tf.Module):
         self.parent_ctx = parent_ctx
         self.scope = scope  # resolves refs from outside (a rec loop's frames, prev:, :i); see outer_template
         self.options = dict(options or {})  # network-wide config options (optimize_move_layers_out, ...)
-        self.graph = NetGraph(self.net_dict, where=self.path_of("") or "network", path_of=self.path_of)
+        self.graph = NetGraph(self.net_dict, where=self.path_of("") or "network", path_of=self.path_of,
+                              search=bool(self.option("search", False)))
         self.layers: dict[str, LayerBase] = {}
         self.templates: dict[str, Data] = {}
         self.losses: dict[str, Loss] = {}
@@ -61,26 +63,31 @@ class Network(TemplatePass, tf.Module):
         self.target_keys: list[str] = []  # extern keys only losses read
         self.outer_refs: dict[str, Data] = {}  # refs given with the batch (base:, and a loop's frames and prev:)
         self.outer_sources: dict[str, str] = {}  # outer ref -> what the owning layer reads for it ("base:x" -> "x")
-        self.batch_dim = parent_ctx.batch_dim if parent_ctx is not None else batch_dim
+        self.batch_dim = (getattr(scope, "batch_dim", None) or parent_ctx.batch_dim) if parent_ctx is not None \
+            else batch_dim  # a searching rec loop has its own: each sequence beam-size times
         self._batch_size: Any = None  # the current batch size while the network runs
+        self._needs_batch_size = False  # a layer asks the batch size without a source to take it from
         self._registered = {layer["register_as_extern_data"]: name for name, layer in self.net_dict.items()
                             if isinstance(layer, Mapping) and layer.get("register_as_extern_data")}
         self.root_names = list(roots) if roots is not None else self._roots()
         self._template_pass()
+        if self.graph.search:
+            self._keep_only_run_layers()
         if instantiate:
             self.instantiate()
 
     @classmethod
-    def from_config(cls, config: Any) -> Network:
-        """From the config keys ``network``, ``extern_data`` (or ``num_inputs`` / ``num_outputs``), ``random_seed``."""
+    def from_config(cls, config: Any, *, search: bool = False, roots: Sequence[str] | None = None) -> Network:
+        """From the config keys ``network``, ``extern_data`` (or ``num_inputs`` / ``num_outputs``), ``random_seed``;
+        ``search``: built for beam search (choice layers search, no losses; see ``_keep_only_run_layers``)."""
         net_dict = config.typed_value("network")
         if net_dict is None:
             raise ConfigError('config key "network": missing; expected a dict of layer dicts')
         if not isinstance(net_dict, Mapping):
             raise ConfigError(f'config key "network": expected a dict of layer dicts, got {type(net_dict).__name__}')
-        options = {"optimize_move_layers_out": config.bool("optimize_move_layers_out", True)}
+        options = {"optimize_move_layers_out": config.bool("optimize_move_layers_out", True), "search": search}
         net = cls(net_dict, extern_data=ExternData.from_config(config), random_seed=config.int("random_seed", 42),
-                  options=options)
+                  options=options, roots=roots)
         if config.bool("debug_print_layer_output_template", False):
             net.print_templates()
         return net
@@ -111,7 +118,9 @@ class Network(TemplatePass, tf.Module):
         """A layer needs ``batch_size()`` without reading data: the root network then reads at least one extern key."""
         if self.parent_ctx is not None:
             self.parent_ctx.network.require_batch_size()
-        elif not self.used_data_keys and self.extern_data:
+            return
+        self._needs_batch_size = True
+        if not self.used_data_keys and self.extern_data:
             self.used_data_keys.append("data" if "data" in self.extern_data else next(iter(self.extern_data)))
 
     def subnetwork(self, ctx: LayerContext, net_dict: Mapping[str, Any], *, extern_data: Mapping[str, Data],
@@ -141,10 +150,24 @@ class Network(TemplatePass, tf.Module):
             with self._errors_named(name, "construction"):
                 layer = pending.cls(ctx, pending.opts)
             self._sources[name], self._contexts[name], self.layers[name] = pending.sources, ctx, layer
-            if ctx.common.loss and not self.inside_loop:  # the rec layer computes those on stacked outputs
+            if ctx.common.loss and not self.inside_loop and not self.graph.search:  # a rec layer computes those
+                # of its sublayers on their stacked outputs; a search computes none
                 self.losses[name] = make_loss(ctx.common.loss, ctx.common.loss_opts or {}, output=ctx.out,
                                               target=ctx.target, target_name=ctx.common.target or "classes",
                                               where=where)
+
+    def _keep_only_run_layers(self) -> None:
+        """In a search network: forget the layers built only for their templates (a loss target registered by a
+        layer gives the dims of a softmax), and the extern keys only those read."""
+        run = self.graph.order(self.root_names)
+        self._pending = {name: pending for name, pending in self._pending.items() if name in run}
+        refs = [parse_ref(ref) for pending in self._pending.values()
+                for ref in list(pending.sources) + list(pending.ctx.ref_templates)]
+        read = {ref.name for ref in refs if ref.kind == DATA}
+        kept = [key for key in self.used_data_keys if key in read]
+        if not kept and self.used_data_keys and self._needs_batch_size:
+            kept = self.used_data_keys[:1]
+        self.used_data_keys[:] = kept
 
     def shared_param(self, ctx: LayerContext, name: str, shape: tuple[int, ...]) -> tf.Variable | None:
         """The param ``name`` of the layer named by ``ctx``'s ``reuse_params`` (checked to have ``shape``), if any."""
@@ -201,6 +224,17 @@ class Network(TemplatePass, tf.Module):
         finally:
             self._batch_size = None
         return {name: values[name] for name in list(self.layers) + subs_out}
+
+    @contextlib.contextmanager
+    def running_with_batch_size(self, batch_size: Any) -> Iterator[None]:
+        """While the block runs, ``batch_size()`` is ``batch_size`` (a beam's loop: batch times beam); None: as is."""
+        old = self._batch_size
+        if batch_size is not None:
+            self._batch_size = batch_size
+        try:
+            yield
+        finally:
+            self._batch_size = old
 
     def initial_states(self, batch_size: Any) -> dict[str, Any]:
         """Inside a loop: the state of every layer that has one, at step 0."""

@@ -55,9 +55,15 @@ def _net_dict(cls: type[LayerBase], example: dict) -> dict:
     return {**cls.example_extra, "output": {"class": cls.layer_class, **example, "is_output_layer": True}}
 
 
+# Classes that only exist inside a beam search (tests/tf/layers/rec/test_beam_search.py covers them).
+SEARCH_ONLY = {"choice_get_beam_scores", "choice_get_src_beams"}
+
+
 @functools.cache
 def _example(name: str) -> Example:
     cls = CLASSES[name]
+    if name in SEARCH_ONLY:
+        pytest.skip(f"{name} reads a searching choice; test_beam_search covers it")
     assert cls.example is not None, f'layer class "{name}" ({cls.__name__}) needs an `example` config'
     net = build_network(_net_dict(cls, dict(cls.example)), extern_data=cls.example_extern_data or DEFAULT_EXTERN)
     batches = [random_batch(net.extern_data, n_batch=n_batch, max_time=max_time, seed=n_batch)
@@ -258,6 +264,8 @@ def _loop_net_dict(name: str) -> dict:
 @functools.cache
 def _loop_example(name: str) -> Network:
     cls = CLASSES[name]
+    if name in SEARCH_ONLY:
+        pytest.skip(f"{name} reads a searching choice; test_beam_search covers it")
     return build_network(_loop_net_dict(name), extern_data=cls.example_extern_data or DEFAULT_EXTERN)
 
 

@@ -249,9 +249,22 @@ class LayerBase(tf.Module):
     # cell, on the frames so far): the rec loop optimizer may run it on whole sequences
 
     @classmethod
-    def sources_read(cls, layer_dict: Mapping[str, Any], sources: Sequence[str]) -> list[str]:
-        """The "from" entries this layer reads with these options (a choice in training reads only its target)."""
+    def sources_read(cls, layer_dict: Mapping[str, Any], sources: Sequence[str], *,
+                     search: bool = False) -> list[str]:
+        """The "from" entries this layer reads with these options (a choice in training reads only its target);
+        ``search``: the network is built for beam search."""
         return list(sources)
+
+    @classmethod
+    def searches(cls, layer_dict: Mapping[str, Any], *, search: bool) -> bool:
+        """Whether this layer (a choice) keeps a beam of hypotheses in a network built with ``search``."""
+        return False
+
+    @classmethod
+    def reads_target_in_search(cls, layer_dict: Mapping[str, Any]) -> bool:
+        """Whether this layer reads its ``"target"`` in a search network (where losses are not computed and a
+        target is only a template, e.g. for the output dim)."""
+        return False
 
     @classmethod
     def runs_on_sequences(cls, layer_dict: Mapping[str, Any]) -> bool:

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 
 from returnn.tensor.data import Data
 from returnn.tensor.dim import Dim
-from returnn.tf.layers.base import LayerContext, LayerOpts, register_layer
+from returnn.tf.layers.base import LayerContext, LayerOpts, get_layer_class, register_layer
 from returnn.tf.layers.rec.subnet import RecLoop, check_unit_dict, plan_loop
 from returnn.tf.layers.rec.unit_layer import UnitLayerBase
 
@@ -52,6 +52,14 @@ class RecLayer(UnitLayerBase):
         size_target: str | None = None
         include_eos: bool = False
         optimize_move_layers_out: bool | None = None
+
+    @classmethod
+    def reads_target_in_search(cls, layer_dict: Mapping[str, Any]) -> bool:
+        """A unit dict takes its loop length from the target unless a choice in it searches."""
+        unit = layer_dict.get("unit")
+        return isinstance(unit, Mapping) and not any(
+            isinstance(sub, Mapping) and sub.get("class") == "choice"
+            and get_layer_class("choice").searches(sub, search=True) for sub in unit.values())
 
     @classmethod
     def nested_net_dicts(cls, layer_dict: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -120,7 +128,7 @@ class RecLayer(UnitLayerBase):
         stacked = self.loop.run(sources, refs or {}, train=train,
                                 input_data=self.input_data(sources) if sources else None)
         out = stacked["output"]
-        return self.out.with_tensor(out.tensor, like=out).replace(logits=out.logits), stacked
+        return self.out.with_tensor(out.tensor, like=out).replace(logits=out.logits, beam_scores=out.beam_scores), stacked
 
     def __call__(self, sources: Sequence[Data], *, train: bool, refs: Mapping[str, Data] | None = None) -> Data:
         if self.loop is not None:

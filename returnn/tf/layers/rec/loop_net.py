@@ -14,11 +14,20 @@ import tensorflow as tf
 
 from returnn.errors import LayerConfigError
 from returnn.tensor.data import Data
-from returnn.tensor.dim import Dim
+from returnn.tensor.dim import BeamBatchDim, Dim
 from returnn.tf.layers.base import LayerContext
+from returnn.tf.layers.rec.beam import source_rows
 from returnn.tf.net_graph import DATA, INDEX, LAYER, PREV, Ref
 
 SOURCE = "source"
+
+
+def beamed(data: Data, beam: BeamBatchDim | None) -> Data:
+    """``data`` with its batch dim replaced by ``beam`` (the batch of a searching loop); as it is without one."""
+    if beam is None or data.batch_dim_axis is None or data.dims[data.batch_dim_axis] is beam:
+        return data
+    return data.replace(dims=tuple(beam if dim.is_batch else dim for dim in data.dims),
+                        dyn_sizes={dim: size for dim, size in data.dyn_sizes.items() if not dim.is_batch})
 
 
 def frame_template(data: Data, time_dim: Dim | None = None) -> Data:
@@ -84,9 +93,16 @@ class LoopScope(UnitScope):
     inside_loop = True
 
     def __init__(self, ctx: LayerContext, *, roots: Sequence[str], input_frame: Data | None,
-                 outside: Mapping[str, Data] | None = None):
-        super().__init__(ctx, roots=roots, outside=outside)
-        self.input_frame = input_frame
+                 outside: Mapping[str, Data] | None = None, beam: BeamBatchDim | None = None):
+        super().__init__(ctx, roots=roots, outside={name: beamed(t, beam) for name, t in (outside or {}).items()})
+        self.input_frame = None if input_frame is None else beamed(input_frame, beam)
+        self.beam = beam  # the loop's batch when a choice in it searches
+        self.batch_dim = beam
+        self.regather: list[str] = []  # set by the loop: values the layers after the choice read
+
+    def into_scope(self, outer: Data) -> Data:
+        """A template from outside the loop as the steps see it (in a beam: each sequence beam-size times)."""
+        return beamed(outer, self.beam)
 
     def template(self, net: Any, ref: Ref, *, requested_by: str) -> Data | None:
         """Template of ``data:``, ``prev:``, ``:i`` and outside refs; None for others (layers, ``base:``)."""
@@ -96,7 +112,7 @@ class LoopScope(UnitScope):
                     raise LayerConfigError(f"layer {net.path_of(requested_by)!r}: {ref.text!r}: the rec layer has "
                                            'no input ("from": [])')
                 return self.input_frame.copy_template(ref.text)
-            return self.extern_template(ref, frame_template)
+            return self.extern_template(ref, lambda whole: beamed(frame_template(whole), self.beam))
         if ref.kind == INDEX:
             return index_template()
         outside = self.outside_template(ref)
@@ -108,8 +124,13 @@ class LoopScope(UnitScope):
         return None
 
     def after_layer(self, name: str, values: Mapping[str, Data]) -> dict[str, Data]:
-        """Values derived from a layer's output within a step: none (``prev:`` comes with the next step)."""
-        return {}
+        """Values derived from a layer's output within a step: after a searching choice, the values the later
+        layers read, reordered to the hypotheses it kept (``prev:`` comes with the next step)."""
+        if self.beam is None or name != self.beam.choice:
+            return {}
+        rows = source_rows(values[f"{name}/src_beams"].tensor, self.beam.beam_size)
+        return {key: values[key].replace(tensor=tf.gather(values[key].tensor, rows), logits=None)
+                for key in self.regather if key in values}
 
     def target_template(self, net: Any, target: str) -> Data:
         """A loss target inside the loop: one frame (the loss itself runs on the stacked output)."""

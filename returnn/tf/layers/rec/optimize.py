@@ -73,7 +73,8 @@ def _movable(graph: NetGraph, name: str) -> bool:
     no ``:i``)."""
     layer = graph.net_dict[name]
     cls = get_layer_class(layer["class"])
-    return cls.runs_on_sequences(layer) and not any(ref.kind == INDEX for ref in graph.refs(name))
+    return (cls.runs_on_sequences(layer) and not cls.searches(layer, search=graph.search)
+            and not any(ref.kind == INDEX for ref in graph.refs(name)))
 
 
 class SeqScope(UnitScope):

@@ -18,10 +18,12 @@ import tensorflow as tf
 
 from returnn.errors import LayerConfigError
 from returnn.tensor.data import Data
-from returnn.tensor.dim import Dim, spatial_dim
+from returnn.log import logger
+from returnn.tensor.dim import BeamBatchDim, Dim, spatial_dim
 from returnn.tensor.align import aligned_tensor
-from returnn.tf.layers.base import LayerContext
-from returnn.tf.layers.rec.loop_net import LoopScope, frame_template, index_data, stacked_template
+from returnn.tf.layers.base import LayerContext, get_layer_class
+from returnn.tf.layers.rec.beam import backtrack_rows, gather_rows, source_rows
+from returnn.tf.layers.rec.loop_net import LoopScope, beamed, frame_template, index_data, stacked_template
 from returnn.tf.layers.rec.optimize import SeqScope, on_loop_time, partition, shifted
 from returnn.tf.layers.rec.read_once import params_read_once
 from returnn.tf.losses import LossEntry, make_loss
@@ -72,6 +74,9 @@ def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | 
     """Templates of the unit's layers and the loop's length source; errors name the rec layer and sublayer."""
     if "output" not in unit:
         raise ctx.error(f'"unit": the subnetwork needs an "output" layer; it has: {", ".join(unit) or "none"}')
+    beam = _search_beam(ctx, unit)
+    if beam is not None and max_seq_len is None and not ctx.sources:
+        max_seq_len = _default_max_seq_len(ctx)
     input_whole, length_key, time_dim = None, None, None
     if ctx.sources:
         src = ctx.input_template()
@@ -80,7 +85,7 @@ def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | 
         input_whole = src.copy_as_time_major()
         time_dim = src.time_dim
     else:
-        target = size_target or ctx.common.target
+        target = size_target or (ctx.common.target if beam is None else None)  # a search finds its own length
         if target is not None:
             whole = ctx.network.data_template(target, requested_by=ctx.name)
             ctx.dependency(f"data:{target}")
@@ -101,24 +106,60 @@ def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | 
     initial_output = {name: layer.get("initial_output") for name, layer in unit.items()}
     ctx.needs_batch_size()  # initial outputs and states
     known = input_whole is not None or length_key is not None
-    roots = [name for name, layer in unit.items() if is_root(name, layer)] + ([] if known or "end" not in unit
-                                                                              else ["end"])
-    graph = NetGraph(unit, path_of=lambda name: f"{ctx.path}/{name}")
+    search = bool(ctx.option("search", False))
+    roots = [name for name, layer in unit.items() if is_root(name, layer, search=search)] + (
+        [] if known or "end" not in unit else ["end"])
+    graph = NetGraph(unit, path_of=lambda name: f"{ctx.path}/{name}", search=search)
     if optimize and known:
-        before, inloop, after = partition(graph, graph.order(roots))
+        order = graph.order(roots)
+        before, inloop, after = partition(graph, order)
+        if beam is not None:  # the output side would read the beam: it stays in the loop
+            inloop, after = [name for name in order if name in inloop or name in after], []
     else:
         before, inloop, after = [], None, []
     plan = LoopPlan(time_dim, input_whole, length_key, max_seq_len, initial_output=initial_output,
-                    **_build_networks(ctx, unit, roots, time_dim, input_whole, before, inloop, after))
+                    **_build_networks(ctx, unit, roots, time_dim, input_whole, before, inloop, after, beam))
     for name, spec in initial_output.items():
         if spec is not None:
             _check_initial_output(ctx, name, spec)
     return plan
 
 
+def _search_beam(ctx: LayerContext, unit: Mapping[str, Any]) -> BeamBatchDim | None:
+    """The batch dim of the loop when a choice in ``unit`` searches (None: none does); one choice at most."""
+    search = bool(ctx.option("search", False))
+    searching = [name for name, layer in unit.items()
+                 if layer.get("class") == "choice" and get_layer_class("choice").searches(layer, search=search)]
+    if not searching:
+        return None
+    if len(searching) > 1:
+        raise ctx.error(f"sublayers {', '.join(map(repr, searching))}: more than one choice searches in one unit; "
+                        "only one is supported (give the others \"search\": False)")
+    name = searching[0]
+    beam_size = unit[name].get("beam_size")
+    if not isinstance(beam_size, int) or isinstance(beam_size, bool) or beam_size < 1:
+        raise ctx.error(f'sublayer {name!r}: "beam_size": expected an int >= 1, got {beam_size!r}')
+    return BeamBatchDim(ctx.batch_dim, beam_size, name)
+
+
+def _default_max_seq_len(ctx: LayerContext) -> str:
+    """A search without ``max_seq_len`` and without input stops at the longest input's length times 3 plus 10,
+    or when every hypothesis ended (logged once, when the network is built)."""
+    root = ctx.network
+    while root.parent_ctx is not None:
+        root = root.parent_ctx.network
+    if "data" not in root.extern_data or root.extern_data["data"].time_dim is None:
+        raise ctx.error('searches without "max_seq_len" and there is no extern "data" with a time axis to derive '
+                        "one from; give \"max_seq_len\" (e.g. \"max_len_from('base:encoder') * 2\")")
+    spec = "max_len_from('data:data') * 3 + 10"
+    logger.info(f"layer {ctx.path!r}: no \"max_seq_len\"; the search stops at {spec} steps (or when every "
+                "hypothesis ended)")
+    return spec
+
+
 def _build_networks(ctx: LayerContext, unit: Mapping[str, Any], roots: list[str], time_dim: Dim,
                     input_whole: Data | None, before: list[str], inloop: list[str] | None,
-                    after: list[str]) -> dict[str, Any]:
+                    after: list[str], beam: BeamBatchDim | None) -> dict[str, Any]:
     """The networks of the plan, their stacked templates and losses (``inloop`` None: all of ``roots`` and what
     they read run in the loop)."""
     pre = post = loop = scope = None
@@ -131,10 +172,13 @@ def _build_networks(ctx: LayerContext, unit: Mapping[str, Any], roots: list[str]
         outside = {n: frame_template(pre.templates[n], time_dim) for n in before}
         scope = LoopScope(ctx, roots=inloop if inloop is not None else roots,
                           input_frame=None if input_whole is None else frame_template(input_whole),
-                          outside=outside)
+                          outside=outside, beam=beam)
         loop = ctx.make_subnetwork({n: layer for n, layer in unit.items() if inloop is None or n in inloop},
                                    extern_data={}, loop=scope)
         templates.update((n, stacked_template(t, time_dim, name=f"{ctx.name}/{n}")) for n, t in loop.templates.items())
+        if beam is not None and beam.choice not in loop.templates:
+            raise ctx.error(f"the searching choice {beam.choice!r} is not built: no output, end or is_output_layer "
+                            "reads it")
     if after:
         outside = {n: pre.templates[n] if n in before else templates[n] for n in templates}
         post_scope = SeqScope(ctx, roots=after, time_dim=time_dim, input_whole=input_whole, outside=outside)
@@ -151,7 +195,7 @@ def _build_networks(ctx: LayerContext, unit: Mapping[str, Any], roots: list[str]
     for net in (pre, loop, post):
         for name, pending in ({} if net is None else net._pending).items():
             common = pending.ctx.common
-            if common.loss:
+            if common.loss and not ctx.option("search", False):
                 target = common.target or "classes"
                 whole_target = ctx.network.target_template(target, requested_by=ctx.name)
                 loss = make_loss(common.loss, common.loss_opts or {}, output=stacked[name], target=whole_target,
@@ -183,7 +227,7 @@ def _check_initial_output(ctx: LayerContext, name: str, spec: Any) -> None:
 def _initial_output(ctx: LayerContext, name: str, template: Data, spec: Any, batch_size: Any,
                     refs: Mapping[str, Data], variables: Mapping[str, tf.Variable]) -> tf.Tensor:
     """The value ``prev:name`` reads at step 0 (``initial_output``: 0 / "zeros", "ones", a number, "base:x", "var")."""
-    shape = tf.concat([[batch_size], [dim.size for dim in template.dims if not dim.is_batch]], 0)
+    shape = tf.concat([[batch_size], tf.constant([dim.size for dim in template.dims if not dim.is_batch], tf.int32)], 0)
     dtype = tf.as_dtype(template.dtype)
     if spec is None or spec == "zeros" or spec == 0:
         return tf.zeros(shape, dtype)
@@ -205,6 +249,10 @@ class RecLoop:
         self.ctx, self.plan, self.include_eos = ctx, plan, include_eos
         for net in plan.networks():
             net.instantiate()
+        self.beam = plan.scope.beam if plan.scope is not None else None
+        self.after_choice: set[str] = set()  # loop layers run after the searching choice (its beam order)
+        if self.beam is not None:
+            self.after_choice = _after_choice(plan.loop, plan.scope, self.beam.choice)
         self.initial_vars: dict[str, tf.Variable] = {}
         for name, spec in plan.initial_output.items():
             if spec == "var" and plan.where(name) is not None:
@@ -241,6 +289,7 @@ class RecLoop:
             max_len, seq_lens = self._max_seq_len(refs), None
         whole.update((ref, on_loop_time(value, plan.time_dim)) for ref, value in refs.items() if ref.startswith("data:"))
         values: dict[str, Data] = {}
+        beam_scores = None  # a search's scores of the hypotheses at the end
         for net in plan.networks():
             if isinstance(net.scope, SeqScope):  # its prev: shifts need this run's initial outputs
                 net.scope.initial_frame = lambda name, frame: self._initial(name, frame, refs)
@@ -250,6 +299,7 @@ class RecLoop:
                 values.update(self._run_loop(batch, values, refs, max_len, seq_lens, train=train))
                 if seq_lens is None:
                     seq_lens = values.pop(":seq_lens")
+                beam_scores = values.pop(":beam_scores", None)
                 continue
             batch.update(self._outside_values(net.scope, values, refs, max_len))
             outputs = net(batch, train=train)
@@ -258,7 +308,8 @@ class RecLoop:
         for name, template in plan.stacked.items():
             tensor = aligned_tensor(_over_time(values[name], plan.time_dim, max_len), template.dims)
             data = template.with_tensor(tensor, dyn_sizes={plan.time_dim: seq_lens})
-            result[name] = data.replace(tensor=data.masked_tensor(), logits=_aligned_logits(values[name], template))
+            result[name] = data.replace(tensor=data.masked_tensor(), logits=_aligned_logits(values[name], template),
+                                        beam_scores=beam_scores)
         return result
 
     def _outside_values(self, scope: Any, values: Mapping[str, Data], refs: Mapping[str, Data],
@@ -277,13 +328,18 @@ class RecLoop:
     def _run_loop(self, batch: Mapping[str, Data], before: Mapping[str, Data], refs: Mapping[str, Data],
                   max_len: Any, seq_lens: Any, *, train: bool) -> dict[str, Data]:
         """The loop network step by step in one tf.while_loop: its sublayers stacked over time."""
-        plan, loop, scope = self.plan, self.plan.loop, self.plan.scope
+        plan, loop, scope, beam = self.plan, self.plan.loop, self.plan.scope, self.beam
         batch_size = self.ctx.batch_size()
         time_dim = plan.time_dim
         frames: dict[str, tuple[tf.TensorArray, Data]] = {}
         fixed: dict[str, Data] = {}
         per_step = dict(batch)
         per_step.update(self._outside_values(scope, before, refs, max_len))
+        prevs = {name: self._initial(name, loop.templates[name], refs) for name in scope.prev_reads}
+        if beam is not None:  # every hypothesis of a sequence starts from the sequence's values
+            per_step = {ref: _tiled(value, beam) for ref, value in per_step.items()}
+            prevs = {name: tf.repeat(value, beam.beam_size, axis=0) for name, value in prevs.items()}
+            batch_size = batch_size * beam.beam_size
         for ref, value in per_step.items():
             if time_dim in value.dims:
                 frames[ref] = (_unstack(value.copy_move_axis(value.dims.index(time_dim), 0).tensor),
@@ -293,7 +349,6 @@ class RecLoop:
         if "data:source" in frames:  # the source frame under its other names is set from it in the body
             frames.pop("data", None)
             frames.pop("data:data", None)
-        prevs = {name: self._initial(name, loop.templates[name], refs) for name in scope.prev_reads}
         states = loop.initial_states(batch_size)
         known_len = seq_lens is not None
         stacked_names = self._stacked_from_loop()
@@ -304,6 +359,8 @@ class RecLoop:
                   for name in logit_names}
         ended = tf.zeros([batch_size], tf.bool)
         end_lens = tf.zeros([batch_size], tf.int32)
+        if beam is not None:  # the choice's src_beams of each step, to backtrack the hypotheses after the loop
+            outs[":src_beams"] = tf.TensorArray(tf.int32, size=max_len if known_len else 0, dynamic_size=not known_len)
 
         def body(i, prevs, states, outs, logits, ended, end_lens):
             inputs = dict(fixed)
@@ -315,14 +372,26 @@ class RecLoop:
             for name, value in prevs.items():
                 inputs[f"prev:{name}"] = loop.templates[name].copy_template(f"prev:{name}").with_tensor(value)
             values, new_states = loop.run_step(inputs, states, i=i, train=train)
+            if beam is not None:
+                values[":src_beams"] = values[f"{beam.choice}/src_beams"]
             outs = {name: ta.write(i, values[name].tensor) for name, ta in outs.items()}
             logits = {name: ta.write(i, tf.cast(values[name].logits, tf.float32)) for name, ta in logits.items()}
             new_prevs = {name: values[name].tensor for name in prevs}
+            if beam is not None:  # what was computed before the choice follows the hypotheses it kept
+                rows = source_rows(values[":src_beams"].tensor, beam.beam_size)
+                new_prevs = {name: value if name in self.after_choice else tf.gather(value, rows)
+                             for name, value in new_prevs.items()}
+                new_states = {name: state if name in self.after_choice else
+                              tf.nest.map_structure(lambda t: tf.gather(t, rows), state)
+                              for name, state in new_states.items()}
+                ended, end_lens = tf.gather(ended, rows), tf.gather(end_lens, rows)
             if "end" in values and not known_len:
                 end_now = tf.broadcast_to(values["end"].tensor, [batch_size])  # [B], or a scalar for all
                 first = tf.logical_and(end_now, tf.logical_not(ended))
                 end_lens = tf.where(first, i + (1 if self.include_eos else 0), end_lens)
                 ended = tf.logical_or(ended, end_now)
+            if beam is not None:
+                new_states[beam.choice] = new_states[beam.choice]._replace(ended=ended)
             return i + 1, new_prevs, new_states, outs, logits, ended, end_lens
 
         def cond(i, prevs, states, outs, logits, ended, end_lens):
@@ -330,17 +399,26 @@ class RecLoop:
 
         loop_vars = (tf.constant(0), prevs, states, outs, logits, ended, end_lens)
         invariants = tf.nest.map_structure(_relaxed, loop_vars)
-        with params_read_once(loop):
-            i, _, _, outs, logits, ended, end_lens = tf.while_loop(
+        with params_read_once(loop), loop.running_with_batch_size(batch_size if beam is not None else None):
+            i, _, states, outs, logits, ended, end_lens = tf.while_loop(
                 cond, body, loop_vars, shape_invariants=invariants, maximum_iterations=max_len)
         result: dict[str, Data] = {}
         if not known_len:
             seq_lens = tf.where(ended, end_lens, tf.fill([batch_size], i))
             result[":seq_lens"] = seq_lens
+        stacked = {name: ta.stack() for name, ta in outs.items()}
+        stacked_logits = {name: ta.stack() for name, ta in logits.items()}
+        if beam is not None:  # each hypothesis' frames, from the first step to the last
+            after, before_choice = backtrack_rows(stacked.pop(":src_beams"), beam.beam_size)
+            for group in (stacked, stacked_logits):
+                group.update((name, gather_rows(value, after if name in self.after_choice else before_choice))
+                             for name, value in group.items())
         for name in stacked_names:
             template = stacked_template(loop.templates[name], time_dim, name=name)
-            data = template.with_tensor(outs[name].stack(), dyn_sizes={time_dim: seq_lens})
-            result[name] = data.replace(logits=logits[name].stack() if name in logits else None)
+            data = template.with_tensor(stacked[name], dyn_sizes={time_dim: seq_lens})
+            result[name] = data.replace(logits=stacked_logits.get(name))
+        if beam is not None:
+            result[":beam_scores"] = states[beam.choice].ranking
         return result
 
     def _stacked_from_loop(self) -> list[str]:
@@ -365,6 +443,29 @@ class RecLoop:
         except Exception as exc:
             raise self.ctx.error(f'"max_seq_len" {spec!r}: {type(exc).__name__}: {exc}') from None
         return tf.cast(value, tf.int32)
+
+
+def _after_choice(loop: Any, scope: Any, choice: str) -> set[str]:
+    """The loop layers run after the searching ``choice`` (it included); sets ``scope.regather`` to the values
+    before it (earlier layers, ``prev:``) those read, which the step reorders to the kept hypotheses."""
+    names = list(loop.layers)
+    after = set(names[names.index(choice):])
+    earlier = set(names) - after
+    reads = {ref for name in after - {choice}
+             for ref in list(loop._sources[name]) + list(loop._contexts[name].ref_templates)}
+    scope.regather = sorted(ref for ref in reads if ref.startswith("prev:") or ref.split("/", 1)[0] in earlier)
+    return after
+
+
+def _tiled(value: Data, beam: BeamBatchDim) -> Data:
+    """A value of the batch outside as the beam sees it: each sequence's entries ``beam_size`` times."""
+    axis = value.batch_dim_axis
+    if axis is None:
+        return value
+    k = beam.beam_size
+    sizes = {dim: tf.repeat(size, k, axis=0) for dim, size in value.dyn_sizes.items()}
+    tiled = beamed(value, beam).replace(tensor=tf.repeat(value.tensor, k, axis=axis), dyn_sizes=sizes)
+    return tiled.replace(logits=None if value.logits is None else tf.repeat(value.logits, k, axis=axis))
 
 
 def _over_time(value: Data, time_dim: Dim, max_len: Any) -> Data:

@@ -55,12 +55,13 @@ def test_choice_accepts_returnn_search_options():
 
 
 @pytest.mark.parametrize("opts, match", [
-    ({"search": True}, r"\"search\": True: beam search is not supported yet"),
-    ({"target": None}, r"no \"target\" \(a choice without one must search\): beam search is not supported yet"),
+    ({"search": True, "cheating": True}, r"\"cheating\": not supported in a search"),
+    ({"target": None, "keep_beams": True}, r"\"keep_beams\": not supported in a search"),
     ({"beam_size": 0}, r"\"beam_size\": expected an int >= 1, got 0"),
     ({"input_type": "probs"}, r"\"input_type\": expected Literal"),
     ({"beam_siz": 4}, r"unknown option 'beam_siz'; did you mean 'beam_size'"),
-    ({"scheduled_sampling": {"gold_mixin_prob": 0.5}}, r"\"scheduled_sampling\" / \"cheating\".*not supported yet"),
+    ({"scheduled_sampling": {"gold_mixin_prob": 0.5}}, r"\"scheduled_sampling\" \(search mixed into training\) is not "
+                                                       r"supported"),
 ])
 def test_choice_errors_name_the_layer(opts, match):
     net_dict = _decoder()
@@ -70,6 +71,12 @@ def test_choice_errors_name_the_layer(opts, match):
         del choice[key]
     with pytest.raises(LayerConfigError, match=rf"layer 'output/output' \(class \"choice\"\).*{match}"):
         build_network(net_dict, extern_data=EXTERN)
+
+
+def test_a_searching_choice_outside_a_rec_unit_is_an_error():
+    with pytest.raises(LayerConfigError, match=r"layer 'output' \(class \"choice\"\): searches outside a rec loop"):
+        build_network({"prob": {"class": "softmax", "from": "data", "n_out": 4},
+                       "output": {"class": "choice", "from": "prob", "beam_size": 3}}, extern_data=EXTERN)
 
 
 def test_choice_with_a_target_reads_only_the_target():
