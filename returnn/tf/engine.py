@@ -51,10 +51,11 @@ def check_dataset_matches_extern_data(dataset: Dataset, extern_data, key: str) -
 class Engine:
     """One network built from ``config["network"]``; tasks call ``train``, ``eval_model`` or ``forward_to_hdf``."""
 
-    def __init__(self, config):
+    def __init__(self, config, *, search: bool = False, output_layer: str | None = None):
         self.config = config
         tf.random.set_seed(config.int("random_seed", 42))
-        self.network = Network.from_config(config)
+        # search: choice layers search, no losses; output_layer: what a task outputs is built too
+        self.network = Network.from_config(config, search=search, also_build=[output_layer] if output_layer else [])
         self.full_net_dict = self.net_dict = config.typed_value("network")
         self.pretrain = pretrain_from_config(config, self.full_net_dict)
         self.model = config.value("model")

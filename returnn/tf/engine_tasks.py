@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from returnn.config import Config
-from returnn.errors import ConfigError, TaskError
+from returnn.errors import ConfigError
 from returnn.log import logger
 from returnn.tf import checkpoint as ckpt
 from returnn.tf.engine import Engine
 from returnn.tf.forward import forward_to_hdf
+from returnn.tf.search import search_and_write
 from returnn.util.progress import format_scores
 
 
@@ -50,8 +51,10 @@ def run_eval(config: Config) -> dict[str, dict]:
 
 
 def run_forward(config: Config) -> None:
-    """Task forward: ``forward_output_layer`` (default output) of every sequence of ``forward_data`` or ``eval``."""
-    engine = Engine(config)
+    """Task forward: ``forward_output_layer`` (default output) of every sequence of ``forward_data`` or ``eval``;
+    with ``forward_use_search`` the network searches (the best hypothesis of each sequence is written)."""
+    engine = Engine(config, search=config.bool("forward_use_search", False),
+                    output_layer=config.value("forward_output_layer", "output"))
     epoch = load_for_inference(engine)
     key = "forward_data" if config.has("forward_data") else "eval"
     dataset = engine.dataset(key)
@@ -67,7 +70,9 @@ def run_forward(config: Config) -> None:
     logger.info(f"forward: {num} sequences written to {output_file}")
 
 
-def run_search(config: Config) -> None:
-    """Task search: beam search over the choice layers of rec subnetworks, which is not implemented yet."""
-    raise TaskError('task "search" (beam search over the "choice" layers of a rec unit) is not supported yet; '
-                    "the choice layer gives its target's labels in train, eval and forward")
+def run_search(config: Config) -> dict:
+    """Task search: beam search through the choice layers for every sequence of ``search_data`` (see
+    ``returnn.tf.search``)."""
+    engine = Engine(config, search=True, output_layer=config.value("search_output_layer", "output"))
+    epoch = load_for_inference(engine)
+    return search_and_write(engine, config, epoch=epoch)

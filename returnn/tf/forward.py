@@ -10,6 +10,7 @@ import tensorflow as tf
 from returnn.datasets import Dataset, SimpleHDFWriter, batch_generator_from_config
 from returnn.errors import ConfigError
 from returnn.log import DETAIL, logger
+from returnn.tensor.dim import BeamBatchDim
 from returnn.tensor.extern_data import seq_len_key
 from returnn.tf.network import Network
 from returnn.tf.steps import warn_on_retrace
@@ -26,6 +27,8 @@ def forward_to_hdf(network: Network, dataset: Dataset, config, *, layer: str, ou
     template = network.templates[layer]
     if template.batch_dim_axis is None:
         raise ConfigError(f'config key "forward_output_layer": layer {layer!r} has no batch axis ({template.describe()})')
+    outer = template.dims[template.batch_dim_axis]
+    beam_size = outer.beam_size if isinstance(outer, BeamBatchDim) else None
     forward = network.forward_function([layer])
     num_seqs = 0
     with atomic_path(output_file) as tmp_path:
@@ -38,6 +41,8 @@ def forward_to_hdf(network: Network, dataset: Dataset, config, *, layer: str, ou
                     out = forward(network.feed(batch))
                     values, lens = _batch_major(template, out[layer]), out.get(seq_len_key(layer))
                     lens = np.full([values.shape[0]], values.shape[1], np.int32) if lens is None else lens.numpy()
+                    if beam_size:  # a search's hypotheses, best first per sequence: the best of each
+                        values, lens = values[::beam_size], lens[::beam_size]
                     writer.insert_batch(values, lens, batch.seq_tags)
                     num_seqs += len(batch.seq_tags)
             writer.close()

@@ -77,17 +77,22 @@ class Network(TemplatePass, tf.Module):
             self.instantiate()
 
     @classmethod
-    def from_config(cls, config: Any, *, search: bool = False, roots: Sequence[str] | None = None) -> Network:
+    def from_config(cls, config: Any, *, search: bool = False, roots: Sequence[str] | None = None,
+                    also_build: Sequence[str] = ()) -> Network:
         """From the config keys ``network``, ``extern_data`` (or ``num_inputs`` / ``num_outputs``), ``random_seed``;
-        ``search``: built for beam search (choice layers search, no losses; see ``_keep_only_run_layers``)."""
+        ``search``: built for beam search (choice layers search, no losses; see ``_keep_only_run_layers``);
+        ``also_build``: layers built besides the roots (the layer a task outputs; unknown names are left out)."""
         net_dict = config.typed_value("network")
         if net_dict is None:
             raise ConfigError('config key "network": missing; expected a dict of layer dicts')
         if not isinstance(net_dict, Mapping):
             raise ConfigError(f'config key "network": expected a dict of layer dicts, got {type(net_dict).__name__}')
         options = {"optimize_move_layers_out": config.bool("optimize_move_layers_out", True), "search": search}
+        extra = [name for name in also_build if name in net_dict]
+        if extra and roots is None:
+            roots = NetGraph(net_dict, search=search).roots()
         net = cls(net_dict, extern_data=ExternData.from_config(config), random_seed=config.int("random_seed", 42),
-                  options=options, roots=roots)
+                  options=options, roots=None if roots is None else list(dict.fromkeys([*roots, *extra])))
         if config.bool("debug_print_layer_output_template", False):
             net.print_templates()
         return net
@@ -134,6 +139,8 @@ class Network(TemplatePass, tf.Module):
     def print_templates(self, indent: str = "") -> None:
         """Log every layer's template (``debug_print_layer_output_template``), nested networks too."""
         for name, template in self.templates.items():
+            if name not in self._contexts:  # a search network's layer built only for its template
+                continue
             logger.info(f"{indent}layer {self.path_of(name)!r} ({self._contexts[name].layer_class}): "
                         f"{template.describe()} {template.dtype}")
             for sub in self._pending[name].ctx.state.get("nested_networks", ()) if name in self._pending else ():

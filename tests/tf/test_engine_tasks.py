@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from returnn.config import Config
-from returnn.errors import ConfigError, TaskError
+from returnn.errors import ConfigError
 from returnn.tasks import run_task
 from returnn.tf.engine import Engine
 from returnn.tf.engine_tasks import load_for_inference, run_eval, run_train
@@ -26,8 +26,9 @@ def test_engine_tasks_load_epoch_choice_and_errors(tmp_path):
 
 
 def test_engine_tasks_search_says_what_it_needs(tmp_path):
-    with pytest.raises(TaskError, match=r'task "search" \(beam search over the "choice" layers.*not supported yet'):
-        run_task(Config(tiny_config(tmp_path, task="search")))
+    run_train(Config(tiny_config(tmp_path, num_epochs=1)))
+    with pytest.raises(ConfigError, match=r'"search_output_layer": layer \'output\' gives .*expected sparse labels'):
+        run_task(Config(tiny_config(tmp_path, task="search", search_data="dev")))
 
 
 def test_engine_tasks_train_without_model_or_network_is_clear(tmp_path):
