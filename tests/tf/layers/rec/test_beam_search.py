@@ -95,6 +95,38 @@ def test_beam_scores_are_the_teacher_forced_scores_along_each_hypothesis():
     np.testing.assert_allclose(found["scores"], cumulative[np.arange(len(lens)), lens - 1], rtol=1e-5, atol=1e-5)
 
 
+def test_sublayers_before_and_after_the_choice_follow_each_hypothesis():
+    """``prob`` (computed before the choice) and ``mix`` (after it, reading ``s`` from before it and the chosen
+    label) stacked over a search are what teacher forcing of each hypothesis gives."""
+    extra = {"label_emb": {"class": "linear", "from": "output", "n_out": 7},
+             "mix": {"class": "combine", "kind": "add", "from": ["s", "label_emb"], "is_output_layer": True}}
+    train = Network(_with_unit(_net_dict(search=False), extra), extern_data=EXTERN, random_seed=3)
+    search = Network(_with_unit(_net_dict(), extra), extern_data=EXTERN, random_seed=3, options={"search": True})
+    search.load_params({name: var.numpy() for name, var in train.get_params().items()})
+    inputs = _inputs()
+    out = search(inputs)
+    labels, lens = np.transpose(out["output"].numpy()), out["output"].seq_lens.numpy()
+    forced = train({**_repeat(inputs, 3), "classes": labels, "classes:seq_len": lens})
+    mask = (np.arange(labels.shape[1])[None, :] < lens[:, None]).T  # [T, B*beam]
+    for name in ("output/prob", "output/mix"):
+        np.testing.assert_allclose(out[name].numpy()[mask], forced[name].numpy()[mask], rtol=1e-5, atol=1e-6)
+
+
+def test_input_types_log_prob_and_logits_search_as_the_softmax_does():
+    logits = {"logits": {"class": "linear", "from": "s", "n_out": VOCAB, "activation": None}}
+    found = {}
+    for input_type, scores in (("prob", {"class": "activation", "from": "logits", "activation": "softmax"}),
+                               ("log_prob", {"class": "activation", "from": "logits", "activation": "log_softmax"}),
+                               ("logits", {"class": "copy", "from": "logits"})):
+        net_dict = _with_unit(_net_dict(input_type=input_type), {**logits, "scores": scores})
+        net_dict["output"]["unit"]["output"]["from"] = "scores"
+        net = Network(net_dict, extern_data=EXTERN, random_seed=3, options={"search": True})
+        found[input_type] = _search(net, _inputs())
+    for input_type in ("log_prob", "logits"):
+        np.testing.assert_array_equal(found[input_type]["labels"], found["prob"]["labels"])
+        np.testing.assert_allclose(found[input_type]["scores"], found["prob"]["scores"], rtol=1e-5, atol=1e-5)
+
+
 def test_hypotheses_are_sorted_and_decide_takes_the_best():
     _, search = _networks(beam_size=4)
     found = _search(search, _inputs(n_batch=4))
@@ -223,6 +255,12 @@ def test_two_searching_choices_in_one_unit_are_an_error():
     net_dict["output"]["unit"]["other"] = {"class": "choice", "from": "prob", "beam_size": 2, "is_output_layer": True}
     with pytest.raises(LayerConfigError, match=r"'other', 'output'|'output', 'other'"):
         Network(net_dict, extern_data=EXTERN, options={"search": True})
+
+
+def _with_unit(net_dict: dict, layers: dict) -> dict:
+    """``net_dict`` with more sublayers in the decoder's unit."""
+    rec = dict(net_dict["output"], unit={**net_dict["output"]["unit"], **layers})
+    return {**net_dict, "output": rec}
 
 
 def _repeat(inputs: dict, k: int) -> dict:
