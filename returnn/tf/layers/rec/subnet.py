@@ -296,6 +296,8 @@ class RecLoop:
             batch = {ref: refs[outer] for ref, outer in net.outer_sources.items()}
             batch.update((ref, value) for ref, value in whole.items() if ref in net.outer_refs)
             if net is plan.loop:
+                if self.beam is not None and seq_lens is not None:  # each hypothesis has its sequence's length
+                    seq_lens = tf.repeat(seq_lens, self.beam.beam_size, axis=0)
                 values.update(self._run_loop(batch, values, refs, max_len, seq_lens, train=train))
                 if seq_lens is None:
                     seq_lens = values.pop(":seq_lens")
@@ -369,6 +371,9 @@ class RecLoop:
             if "data:source" in inputs:
                 inputs["data"] = inputs["data:data"] = inputs["data:source"]
             inputs[":i"] = index_data(i)
+            if beam is not None and known_len:  # a hypothesis ends with its sequence (its score stays)
+                choice = states[beam.choice]
+                states = {**states, beam.choice: choice._replace(ended=choice.ended | (i >= seq_lens))}
             for name, value in prevs.items():
                 inputs[f"prev:{name}"] = loop.templates[name].copy_template(f"prev:{name}").with_tensor(value)
             values, new_states = loop.run_step(inputs, states, i=i, train=train)

@@ -66,6 +66,12 @@ def _teacher_forced_log_probs(train: Network, inputs: dict, labels: np.ndarray, 
     return np.log(np.maximum(np.take_along_axis(probs, labels[..., None], axis=-1)[..., 0], 1e-30))
 
 
+def _search_output(search: Network, inputs: dict) -> dict:
+    """Labels [B*beam, T], lengths and scores of the rec layer ``output``."""
+    out = search(inputs)["output"]
+    return {"labels": np.transpose(out.numpy()), "lens": out.seq_lens.numpy(), "scores": out.beam_scores.numpy()}
+
+
 def _search(search: Network, inputs: dict) -> dict:
     out = search(inputs)
     return {"labels": np.transpose(out["output"].numpy()), "lens": out["output"].seq_lens.numpy(),
@@ -195,6 +201,26 @@ def test_ragged_batch_gives_each_sequence_its_own_result():
         np.testing.assert_allclose(together["scores"][rows], alone["scores"], rtol=1e-5, atol=1e-6)
         for row, lens in zip(range(3), alone["lens"]):
             np.testing.assert_array_equal(together["labels"][rows][row, :lens], alone["labels"][row, :lens])
+
+
+def test_a_search_over_input_frames_ends_each_sequence_with_its_input():
+    """A loop over the input's frames (one label per frame): each sequence's hypotheses stop at its length, so
+    a ragged batch gives what each sequence alone gives."""
+    net = Network({"output": {"class": "rec", "from": "data", "target": "classes", "unit": {
+        "emb": {"class": "linear", "from": "prev:output", "n_out": 6},
+        "h": {"class": "linear", "from": ["data:source", "emb"], "n_out": 6, "activation": "tanh"},
+        "prob": {"class": "softmax", "from": "h", "target": "classes", "loss": "ce"},
+        "output": {"class": "choice", "from": "prob", "target": "classes", "beam_size": 3}}}},
+        extern_data={"data": {"dim": 5}, "classes": {"dim": 4, "sparse": True}}, options={"search": True})
+    batch = random_batch(net.extern_data, n_batch=3, max_time=6, seed=2)
+    inputs = {key: batch[key] for key in ("data", "data:seq_len")}
+    together = _search_output(net, inputs)
+    for b, n in enumerate(inputs["data:seq_len"]):
+        alone = _search_output(net, {"data": inputs["data"][b:b + 1, :n], "data:seq_len": np.array([n], np.int32)})
+        rows = slice(b * 3, (b + 1) * 3)
+        np.testing.assert_array_equal(together["lens"][rows], [n] * 3)
+        np.testing.assert_allclose(together["scores"][rows], alone["scores"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(together["labels"][rows][:, :n], alone["labels"])
 
 
 def test_search_runs_in_one_trace_for_every_batch_shape():
