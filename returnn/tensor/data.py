@@ -35,6 +35,7 @@ class Data:
     dyn_sizes: Mapping[Dim, Any] = dataclasses.field(default_factory=dict)
     logits: Any = None  # pre-softmax values when ``tensor`` is a softmax output (for stable log-probs)
     beam_scores: Any = None  # [B*beam] scores of the hypotheses when the batch dim is a beam's (search)
+    padding_zeroed: bool = False  # the tensor is 0 on every padded frame already (masked_tensor() is the tensor)
 
     def __post_init__(self) -> None:
         dims = tuple(self.dims)
@@ -119,9 +120,11 @@ class Data:
 
     def replace(self, **changes: Any) -> Data:
         """A copy with fields changed; time/feature dims reset when their dim is gone (a missing time dim is looked
-        for again among new dims), logits when the tensor is new."""
-        if "tensor" in changes and "logits" not in changes:
-            changes["logits"] = None
+        for again among new dims), logits when the tensor is new, ``padding_zeroed`` with a new tensor or sizes."""
+        if "tensor" in changes:
+            changes.setdefault("logits", None)
+        if "tensor" in changes or "dyn_sizes" in changes:
+            changes.setdefault("padding_zeroed", False)
         if "dims" in changes and "time_dim" not in changes and self.time_dim is None:
             # new dims (e.g. an encoder axis beside a loop frame): a dynamic one among them is the time dim
             changes["time_dim"] = next((dim for dim in changes["dims"] if dim.kind == SPATIAL and dim.is_dynamic), None)
@@ -188,7 +191,8 @@ class Data:
             return self
         tensor = None if self.tensor is None else tf.transpose(self.tensor, perm)
         logits = None if self.logits is None else tf.transpose(self.logits, perm)
-        return self.replace(dims=tuple(self.dims[i] for i in perm), tensor=tensor, logits=logits)
+        return self.replace(dims=tuple(self.dims[i] for i in perm), tensor=tensor, logits=logits,
+                            padding_zeroed=self.padding_zeroed)
 
     def copy_move_axis(self, old_axis: int, new_axis: int) -> Data:
         """Axis ``old_axis`` moved to position ``new_axis``."""
@@ -248,7 +252,7 @@ class Data:
     def masked_tensor(self, value: float = 0.0) -> Any:
         """The tensor with every padded frame (of every dynamic dim) set to ``value``."""
         tensor = self.tensor
-        if self.batch_dim_axis is None:
+        if self.batch_dim_axis is None or (self.padding_zeroed and value == 0.0):
             return tensor
         for dim in self.dynamic_dims():
             tensor = tf.where(self.mask_broadcast(dim), tensor, tf.cast(value, tensor.dtype))

@@ -428,7 +428,7 @@ class Network(TemplatePass, tf.Module):
                     result[seq_len_key(name)] = outputs[name].seq_lens
             return result
 
-        return tf.function(forward, input_signature=[self.input_signature()])
+        return tf.function(forward, input_signature=[self.input_signature()], autograph=False)
 
     def feed(self, batch: Any, *, with_targets: bool = False) -> dict[str, Any]:
         """The entries of ``batch`` that ``input_signature`` names, in its dtypes (the argument of the steps

@@ -119,7 +119,7 @@ def search_function(network: Network, layer: str) -> Callable[[Mapping[str, Any]
             result["scores"] = out.beam_scores
         return result
 
-    return tf.function(search, input_signature=[network.input_signature()])
+    return tf.function(search, input_signature=[network.input_signature()], autograph=False)
 
 
 class SearchProgress:

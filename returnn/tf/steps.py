@@ -31,7 +31,7 @@ def make_train_step(network: Network, updater: Updater, *, jit_compile: bool = F
         grad_norm = updater.apply_gradients(grads)
         return _loss_tuple(values), total, grad_norm
 
-    return tf.function(train_step, input_signature=[signature], jit_compile=jit_compile or None)
+    return tf.function(train_step, input_signature=[signature], jit_compile=jit_compile or None, autograph=False)
 
 
 def make_eval_step(network: Network) -> Callable:
@@ -42,7 +42,7 @@ def make_eval_step(network: Network) -> Callable:
         outputs = network(feed, train=False)
         return _loss_tuple(network.loss_values(outputs, feed))
 
-    return tf.function(eval_step, input_signature=[signature])
+    return tf.function(eval_step, input_signature=[signature], autograph=False)
 
 
 def _loss_tuple(values: Mapping[str, Any]) -> dict[str, tuple]:

@@ -101,8 +101,10 @@ class LoopScope(UnitScope):
         self.regather: list[str] = []  # set by the loop: values the layers after the choice read
 
     def into_scope(self, outer: Data) -> Data:
-        """A template from outside the loop as the steps see it (in a beam: each sequence beam-size times)."""
-        return beamed(outer, self.beam)
+        """A template from outside the loop as the steps see it: batch-major (``loop_invariant`` makes the values
+        so once, before the loop), in a beam each sequence beam-size times."""
+        return beamed(outer.copy_as_batch_major(), self.beam)
+
 
     def template(self, net: Any, ref: Ref, *, requested_by: str) -> Data | None:
         """Template of ``data:``, ``prev:``, ``:i`` and outside refs; None for others (layers, ``base:``)."""
@@ -135,3 +137,12 @@ class LoopScope(UnitScope):
     def target_template(self, net: Any, target: str) -> Data:
         """A loss target inside the loop: one frame (the loss itself runs on the stacked output)."""
         return frame_template(self.ctx.network.target_template(target, requested_by=self.ctx.name))
+
+
+def loop_invariant(value: Data) -> Data:
+    """A value that is the same at every step (a ``base:`` layer) as the steps read it: batch-major, its padding
+    zeroed, both done once before the loop instead of by the layers at every step."""
+    value = value.copy_as_batch_major()
+    if value.tensor is None or value.batch_dim_axis is None or not value.dynamic_dims():
+        return value
+    return value.replace(tensor=value.masked_tensor(), logits=value.logits, padding_zeroed=True)

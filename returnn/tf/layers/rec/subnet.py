@@ -23,7 +23,8 @@ from returnn.tensor.dim import BeamBatchDim, Dim, spatial_dim
 from returnn.tensor.align import aligned_tensor
 from returnn.tf.layers.base import LayerContext, get_layer_class
 from returnn.tf.layers.rec.beam import backtrack_rows, gather_rows, source_rows
-from returnn.tf.layers.rec.loop_net import LoopScope, beamed, frame_template, index_data, stacked_template
+from returnn.tf.layers.rec.loop_net import (LoopScope, beamed, frame_template, index_data, loop_invariant,
+                                            stacked_template)
 from returnn.tf.layers.rec.optimize import SeqScope, on_loop_time, partition, shifted
 from returnn.tf.layers.rec.read_once import params_read_once
 from returnn.tf.losses import LossEntry, make_loss
@@ -347,7 +348,7 @@ class RecLoop:
                 frames[ref] = (_unstack(value.copy_move_axis(value.dims.index(time_dim), 0).tensor),
                                frame_template(value, time_dim).copy_template(ref))
             else:
-                fixed[ref] = value
+                fixed[ref] = loop_invariant(value)
         if "data:source" in frames:  # the source frame under its other names is set from it in the body
             frames.pop("data", None)
             frames.pop("data:data", None)
