@@ -1,4 +1,5 @@
-"""Losses by RETURNN's names (``ce``, ``mse``, ``l1``, ``ctc``, ``binary_ce``, ``as_is``) and their error rates.
+"""Losses by RETURNN's names (``ce``, ``mse``, ``l1``, ``ctc``, ``binary_ce``, ``as_is``, ``edit_distance``) and
+their error rates.
 
 A loss compares a layer's output with its target over the valid frames only (masked by sequence
 lengths), so padding never changes it. Scores are reported per frame; training minimizes the sum over the
@@ -283,8 +284,34 @@ class CtcLoss(Loss):
         decoded, _ = tf.nn.ctc_greedy_decoder(tf.transpose(logits, [1, 0, 2]), logit_lens, merge_repeated=True,
                                               blank_index=-1)
         hyp = tf.cast(decoded[0], tf.int32)
-        ref_mask = tf.sequence_mask(label_lens, maxlen=tf.shape(labels)[1])
-        ref = tf.sparse.from_dense(tf.where(ref_mask, labels + 1, 0))
-        ref = tf.SparseTensor(ref.indices, ref.values - 1, ref.dense_shape)
-        distance = tf.edit_distance(hyp, ref, normalize=False)
+        distance = tf.edit_distance(hyp, sparse_label_seqs(labels, label_lens), normalize=False)
         return tf.reduce_sum(distance) / tf.maximum(tf.cast(num_labels, tf.float32), 1.0)
+
+
+def sparse_label_seqs(labels: Any, lens: Any) -> tf.SparseTensor:
+    """Padded label sequences [B, T] (int) as a SparseTensor of each sequence's first ``lens`` labels."""
+    mask = tf.sequence_mask(lens, maxlen=tf.shape(labels)[1])
+    indices = tf.where(mask)
+    return tf.SparseTensor(indices, tf.gather_nd(tf.cast(labels, tf.int32), indices),
+                           tf.cast(tf.shape(labels), tf.int64))
+
+
+@register_loss("edit_distance")
+class EditDistanceLoss(Loss):
+    """Levenshtein distance of a label sequence output (e.g. a ``decide`` on a search) to the target sequence, per
+    target label; score and error both. Not differentiable: it adds nothing to what training minimizes."""
+
+    def __init__(self, opts: Any, *, output: Data, target: Data | None, target_name: str, where: str):
+        super().__init__(opts, output=output, target=target, target_name=target_name, where=where)
+        if not (output.sparse and target.sparse) or output.time_dim is None or target.time_dim is None:
+            raise LayerConfigError(f"{where}: edit_distance compares sparse label sequences; got output "
+                                   f"{output.describe()}, target {target.describe()}")
+
+    def __call__(self, output: Data, target: Data) -> LossValue:
+        hyp, ref = _batch_time_major(output), _batch_time_major(target)
+        ref_lens = ref.get_dyn_size(ref.time_dim)
+        distance = tf.edit_distance(sparse_label_seqs(hyp.tensor, hyp.get_dyn_size(hyp.time_dim)),
+                                    sparse_label_seqs(ref.tensor, ref_lens), normalize=False)
+        num_labels = tf.reduce_sum(ref_lens)
+        per_label = tf.reduce_sum(distance) / tf.maximum(tf.cast(num_labels, tf.float32), 1.0)
+        return LossValue(per_label, per_label, num_labels, objective=tf.zeros([]))

@@ -82,3 +82,15 @@ def test_data_axis_errors_name_the_data():
         data.get_axis("nope")
     with pytest.raises(LayerConfigError, match="exactly one axis"):
         data.get_axis("*")
+
+
+def test_padding_zeroed_skips_masking_until_the_tensor_or_sizes_change():
+    time = Dim(None, "t")
+    x = tf.ones([2, 3])
+    data = Data("x", (batch_dim, time)).with_tensor(x, dyn_sizes={time: tf.constant([3, 1])})
+    assert data.masked_tensor().numpy().tolist() == [[1, 1, 1], [1, 0, 0]]
+    trusted = data.replace(padding_zeroed=True)
+    assert trusted.masked_tensor() is x  # the caller said the padding is zero: no masking op
+    assert trusted.copy_as_time_major().padding_zeroed
+    assert not trusted.replace(tensor=x * 2).padding_zeroed
+    assert not trusted.replace(dyn_sizes={time: tf.constant([2, 2])}).padding_zeroed

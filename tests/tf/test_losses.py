@@ -213,3 +213,20 @@ def test_ce_stable_for_saturated_softmax():
     assert want > 50  # far beyond what log(clipped probs) could give
     np.testing.assert_allclose(values["output"].loss.numpy(), want, rtol=1e-4)
     assert np.isfinite(grad).all() and np.abs(grad).max() > 0
+
+
+def test_edit_distance_loss_counts_edits_per_target_label_and_adds_nothing_to_train():
+    extern = {"hyp": {"dim": 5, "sparse": True}, "classes": {"dim": 5, "sparse": True}}
+    net = build_network({"output": {"class": "copy", "from": "data:hyp", "loss": "edit_distance", "target": "classes"}},
+                        extern_data=extern)
+    batch = random_batch(net.extern_data, n_batch=4, max_time=6, seed=5)
+    value = net.loss_values(net(batch), batch)["output"]
+    hyp_lens, ref_lens = batch.seq_lens("hyp"), batch.seq_lens("classes")
+    edits = sum(_edit_distance(list(batch["hyp"][b, :hyp_lens[b]]), list(batch["classes"][b, :ref_lens[b]]))
+                for b in range(4))
+    np.testing.assert_allclose(value.loss.numpy(), edits / ref_lens.sum(), rtol=1e-6)
+    np.testing.assert_allclose(value.error.numpy(), edits / ref_lens.sum(), rtol=1e-6)
+    assert float(net.total_loss({"output": value})) == 0.0
+    with pytest.raises(LayerConfigError, match=r"edit_distance compares sparse label sequences"):
+        build_network({"output": {"class": "linear", "from": "data:hyp", "n_out": 5, "loss": "edit_distance",
+                                  "target": "classes"}}, extern_data=extern)
