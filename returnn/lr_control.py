@@ -1,16 +1,8 @@
 """Learning-rate control per epoch (constant, newbob variants, fixed lists) and its state file.
 
-The state file (``learning_rate_file``) has RETURNN's format, a Python dict literal::
-
-    {
-    1: EpochData(learningRate=0.001, error={
-    'dev_score': 1.25,
-    'train_score': 1.5,
-    }),
-    }
-
-so that the plotting scripts and pipelines reading RETURNN's file read ours. It is written
-atomically after each epoch, and read back on restart.
+The state file (``learning_rate_file``) has RETURNN's format (see ``returnn.lr_file``), so that the
+plotting scripts and pipelines reading RETURNN's file read ours. It is written atomically after each
+epoch, and read back (as data, never run) on restart.
 """
 
 from __future__ import annotations
@@ -23,22 +15,10 @@ import numpy
 
 from returnn.errors import ConfigError
 from returnn.log import DETAIL, logger
+from returnn.lr_file import EpochData, format_epoch_data, read_learning_rate_file
 from returnn.util.atomic import atomic_write
 
 Update = float | Callable[[float], float]
-
-
-class EpochData:
-    """Learning rate and scores of one epoch; the repr is the file format (keep it stable)."""
-
-    def __init__(self, learningRate: float | None, error: dict | float | None = None):  # noqa: N803 (file format)
-        self.learning_rate = learningRate
-        if isinstance(error, float):
-            error = {"old_format_score": error}
-        self.error: dict[str, Any] = dict(error or {})
-
-    def __repr__(self) -> str:
-        return f"EpochData(learningRate={_value_repr(self.learning_rate)}, error={_dict_repr(self.error)})"
 
 
 class LearningRateControl:
@@ -317,32 +297,6 @@ def learning_rate_control_from_config(config) -> LearningRateControl:
     return cls(**kwargs)
 
 
-def format_epoch_data(epoch_data: dict[int, EpochData]) -> str:
-    """The state file's text: RETURNN's dict literal, epochs sorted, one score a line."""
-    return "{\n" + "".join(f"{epoch}: {epoch_data[epoch]!r},\n" for epoch in sorted(epoch_data)) + "}\n"
-
-
-def read_learning_rate_file(filename: str) -> dict[int, EpochData]:
-    """Parse a state file written by us or by RETURNN; a clear error for a broken one."""
-    with open(filename, encoding="utf-8") as f:
-        text = f.read()
-    namespace = {"EpochData": EpochData, "nan": math.nan, "inf": math.inf, "np": _NumpyScalars, "numpy": _NumpyScalars}
-    try:
-        data = eval(compile(text, filename, "eval"), {"__builtins__": {}}, namespace)  # noqa: S307 (our own file format)
-    except (SyntaxError, NameError, TypeError) as exc:
-        raise ConfigError(f'config key "learning_rate_file": {filename!r} is not a learning-rate file: {exc}') from None
-    if not isinstance(data, dict) or not all(isinstance(v, EpochData) for v in data.values()):
-        raise ConfigError(f'config key "learning_rate_file": {filename!r} does not hold {{epoch: EpochData(...)}}')
-    return {int(k): v for k, v in data.items()}
-
-
-class _NumpyScalars:
-    """Lets ``np.float64(0.5)`` in files written by newer RETURNN versions evaluate to plain floats."""
-
-    float64 = float32 = float
-    int64 = int32 = int
-
-
 def _learning_rates_list(config) -> list | dict | None:
     value = config.typed_value("learning_rates")
     if isinstance(value, str):
@@ -370,13 +324,3 @@ def _as_epoch_dict(rates: list | dict | None) -> dict[int, float]:
     if isinstance(rates, dict):
         return {int(k): float(v) for k, v in rates.items()}
     return {i + 1: float(v) for i, v in enumerate(rates)}
-
-
-def _value_repr(value: Any) -> str:
-    if isinstance(value, (float, numpy.floating)):
-        return repr(float(value))
-    return repr(value)
-
-
-def _dict_repr(values: dict) -> str:
-    return "{\n" + "".join(f"{k!r}: {_value_repr(values[k])},\n" for k in sorted(values)) + "}"
