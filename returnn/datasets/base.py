@@ -12,27 +12,17 @@ from __future__ import annotations
 
 import ast
 import difflib
-import gzip
 import inspect
 from typing import Any, Sequence
 
 import numpy as np
 
 from returnn.datasets import seq_order
+from returnn.datasets.text_files import read_text_lines
 from returnn.errors import DatasetError
 from returnn.log import logger
 
 SeqDict = dict  # {data key: numpy array with time as first axis}
-
-
-def read_text_lines(path: str) -> list[str]:
-    """Lines of a text file (gzipped if it ends in .gz), without line endings."""
-    try:
-        opener = gzip.open if str(path).endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            return f.read().splitlines()
-    except OSError as exc:
-        raise DatasetError(f"cannot read file {path!r}: {exc}") from exc
 
 
 class DatasetSeq:

@@ -8,7 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from returnn.datasets.base import Dataset, SeqDict, init_dataset, read_text_lines, register_dataset
+from returnn.datasets.base import Dataset, SeqDict, init_dataset, register_dataset
+from returnn.datasets.text_files import read_text_lines
 from returnn.errors import DatasetError
 
 

@@ -14,20 +14,25 @@ from typing import Sequence
 
 import numpy as np
 
-from returnn.datasets.base import read_text_lines, register_dataset
+from returnn.datasets.base import register_dataset
 from returnn.datasets.in_memory import InMemoryDataset
+from returnn.datasets.text_files import read_text, read_text_lines
 from returnn.errors import DatasetError
+from returnn.util.plain_pickle import load_plain_pickle
 
 
 def load_vocab(path: str) -> dict[str, int]:
-    """Token -> id from a .pkl / .json dict, "token id" lines, or one token a line."""
+    """Token -> id from a .pkl / .json dict, "token id" lines, or one token a line.
+
+    Pickles are read as plain data only (see ``returnn.util.plain_pickle``): one that names a class or
+    function is refused, nothing in it runs.
+    """
     try:
         if path.endswith(".pkl"):
             with open(path, "rb") as f:
-                vocab = pickle.load(f)
+                vocab = load_plain_pickle(f)
         elif path.endswith(".json"):
-            with open(path, encoding="utf-8") as f:
-                vocab = json.load(f)
+            vocab = json.loads(read_text(path))
         else:
             lines = [line for line in read_text_lines(path) if line.strip()]
             pairs = [line.rsplit(None, 1) for line in lines]
@@ -35,6 +40,8 @@ def load_vocab(path: str) -> dict[str, int]:
                 vocab = {tok: int(idx) for tok, idx in pairs}
             else:
                 vocab = {line.strip(): i for i, line in enumerate(lines)}
+    except DatasetError as exc:
+        raise DatasetError(f"vocabulary: {exc}") from None
     except (OSError, ValueError, pickle.UnpicklingError) as exc:
         raise DatasetError(f"cannot read vocabulary file {path!r}: {exc}") from None
     if not isinstance(vocab, dict) or not all(isinstance(v, int) for v in vocab.values()):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import pickle
 
 import pytest
@@ -101,3 +102,58 @@ def test_load_vocab_formats_and_errors(tmp_path):
         load_vocab(str(tmp_path / "bad.json"))
     with pytest.raises(DatasetError, match=r"cannot read vocabulary file .*none\.pkl"):
         load_vocab(str(tmp_path / "none.pkl"))
+
+
+class _RunsShell:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_load_vocab_pickle_with_code_is_refused_unrun(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "source.vocab.pkl"
+    path.write_bytes(pickle.dumps({"a": 0, "b": _RunsShell(str(marker))}))
+    with pytest.raises(DatasetError, match=r"vocabulary file '.*source\.vocab\.pkl'.*refers to (os|posix)\.system"):
+        load_vocab(str(path))
+    assert not marker.exists()
+
+
+def test_load_vocab_empty_or_truncated_pickle_names_file(tmp_path):
+    (tmp_path / "empty.pkl").write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"vocabulary file '.*empty\.pkl': the file is empty"):
+        load_vocab(str(tmp_path / "empty.pkl"))
+    data = pickle.dumps({f"w{i}": i for i in range(100)})
+    (tmp_path / "cut.pkl").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match=r"vocabulary file '.*cut\.pkl':.*truncated"):
+        load_vocab(str(tmp_path / "cut.pkl"))
+
+
+def test_text_vocab_and_json_vocab_not_utf8_name_file_and_line(tmp_path):
+    (tmp_path / "vocab.txt").write_bytes(b"a 0\nb 1\n\xe9t\xe9 2\n")
+    with pytest.raises(DatasetError, match=r"vocabulary: file '.*vocab\.txt', line 3: not valid UTF-8"):
+        load_vocab(str(tmp_path / "vocab.txt"))
+    (tmp_path / "vocab.json").write_bytes(b'{"a": 0,\n"\xff": 1}')
+    with pytest.raises(DatasetError, match=r"vocab\.json', line 2: not valid UTF-8"):
+        load_vocab(str(tmp_path / "vocab.json"))
+
+
+def test_lm_corpus_not_utf8_names_file_and_line(tmp_path):
+    corpus = tmp_path / "train.txt.gz"
+    with gzip.open(corpus, "wb") as f:
+        f.write("one\ntwo\nth\u00e9\n".encode("utf-8") + b"f\xfcnf\n")
+    with pytest.raises(DatasetError, match=r"file '.*train\.txt\.gz', line 4: not valid UTF-8 \(byte b'\\xfc'"):
+        init_dataset({"class": "LmDataset", "corpus_file": str(corpus)})
+
+
+def test_translation_truncated_gzip_names_file(tmp_path):
+    _write_translation(tmp_path, "pkl")
+    whole = (tmp_path / "source.train.gz").read_bytes()
+    (tmp_path / "source.train.gz").write_bytes(whole[:-10])
+    with pytest.raises(DatasetError, match=r"cannot read file '.*source\.train\.gz': the gzip data is truncated or corrupt"):
+        init_dataset({"class": "TranslationDataset", "path": str(tmp_path), "file_postfix": "train"})
+    (tmp_path / "source.train.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(DatasetError, match=r"source\.train\.gz'"):
+        init_dataset({"class": "TranslationDataset", "path": str(tmp_path), "file_postfix": "train"})
