@@ -194,6 +194,7 @@ class Engine:
             raise ConfigError('config key "train" is missing: task train needs a training dataset')
         eval_sets = {key: ds for key in ("dev", "eval") if (ds := self.dataset(key)) is not None}
         num_epochs = self.config.int("num_epochs", 5)
+        cleanup_options(self.config.typed_value("cleanup_old_models"))  # a bad value fails now, not after an epoch
         start_epoch = self.init_train()
         if start_epoch > num_epochs:
             logger.info(f"Training already finished: model for epoch {start_epoch - 1} exists (num_epochs {num_epochs})")
