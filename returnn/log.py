@@ -64,6 +64,7 @@ def init_log_from_config(config) -> None:
         init_log(verbosity=verbosity, log_files=log_files)
     except OSError as exc:
         init_log(verbosity=verbosity)  # the console still reports the error
-        path = exc.filename or ", ".join(log_files)
-        raise ConfigError(f'config key "log": cannot create or write the log file {path!r} ({exc.strerror or exc}; '
+        files = ", ".join(map(repr, log_files))
+        blocked = f"{exc.filename!r}: {exc.strerror}" if exc.filename else str(exc)
+        raise ConfigError(f'config key "log": cannot create or write the log file {files} ({blocked}; '
                           f'from {config.origin("log")}); expected a file path in a writable folder') from None
