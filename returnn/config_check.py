@@ -93,7 +93,7 @@ def check_output_paths(config: Config, task: str) -> None:
             check_can_write(target)
         except OSError as exc:
             what = "the folder of the checkpoints" if key == "model" else "the file"
-            raise ConfigError(f'config key "{key}": cannot write {what} at {path!r} ({exc.strerror or exc}; '
+            raise ConfigError(f'config key "{key}": cannot write {what} at {path!r} ({exc.strerror if exc.filename else exc}; '
                               f"from {config.origin(key)}); expected a path in a writable folder") from None
 
 

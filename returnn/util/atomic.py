@@ -54,4 +54,9 @@ def check_can_write(path: str) -> None:
     folders, then creates and deletes a temp file beside ``path``; ``path`` itself must not be a folder."""
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path!r} is a directory")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise NotADirectoryError(f"{parent!r} is a file, not a folder")
     os.unlink(_temp_file_next_to(path))
