@@ -33,6 +33,7 @@ class Config:
         self._overrides: dict[str, Any] = {}
         self._origins: dict[str, str] = {}
         self.typed_dict: dict[str, Any] = {}
+        self.read_keys: set[str] = set()  # every key a getter was asked for (see returnn.config_keys)
         if items:
             self.update(items)
 
@@ -111,9 +112,14 @@ class Config:
 
     # ---- typed access ----------------------------------------------------------------------
 
+    def _lookup(self, key: str) -> Any:
+        """The raw value or ``_MISSING``; remembers that the framework reads ``key``."""
+        self.read_keys.add(key)
+        return self.typed_dict.get(key, _MISSING)
+
     def has(self, key: str) -> bool:
         """Whether the key is set (by any file, override or ``set``)."""
-        return key in self.typed_dict
+        return self._lookup(key) is not _MISSING
 
     def __contains__(self, key: str) -> bool:
         return self.has(key)
@@ -128,14 +134,13 @@ class Config:
 
     def typed_value(self, key: str, default: Any = None) -> Any:
         """The raw Python object of a key (a dict, a function, a class, ...)."""
-        return self.typed_dict.get(key, default)
+        value = self._lookup(key)
+        return default if value is _MISSING else value
 
     def value(self, key: str, default: str | None = None) -> str | None:
         """The value as a string (lists joined by ','), as RETURNN's ``Config.value``."""
-        if key not in self.typed_dict:
-            return default
-        value = self.typed_dict[key]
-        if value is None:
+        value = self._lookup(key)
+        if value is _MISSING or value is None:
             return default
         if isinstance(value, (list, tuple)):
             return ",".join(str(v) for v in value)
@@ -143,7 +148,7 @@ class Config:
 
     def int(self, key: str, default: int | None = None) -> int | None:
         """The value as an int; a whole float or numeric string is accepted, else a ConfigTypeError."""
-        value = self.typed_dict.get(key, _MISSING)
+        value = self._lookup(key)
         if value is _MISSING or value is None:
             return default
         if isinstance(value, bool):
@@ -160,7 +165,7 @@ class Config:
 
     def float(self, key: str, default: float | None = None) -> float | None:
         """The value as a float (ints and numeric strings accepted)."""
-        value = self.typed_dict.get(key, _MISSING)
+        value = self._lookup(key)
         if value is _MISSING or value is None:
             return default
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -173,7 +178,7 @@ class Config:
 
     def bool(self, key: str, default: bool | None = None) -> bool | None:
         """The value as a bool: True/False, true/false, 1/0, yes/no, on/off."""
-        value = self.typed_dict.get(key, _MISSING)
+        value = self._lookup(key)
         if value is _MISSING or value is None:
             return default
         if isinstance(value, bool):
@@ -194,7 +199,7 @@ class Config:
 
     def list(self, key: str, default: list | None = None) -> list:
         """The value as a list: a list/tuple as is, a string split at ',', a scalar wrapped."""
-        value = self.typed_dict.get(key, _MISSING)
+        value = self._lookup(key)
         if value is _MISSING or value is None:
             return [] if default is None else list(default)
         if isinstance(value, (list, tuple)):

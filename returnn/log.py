@@ -17,6 +17,8 @@ import os
 import sys
 from typing import Sequence
 
+from returnn.errors import ConfigError
+
 logger = logging.getLogger("returnn")
 logger.propagate = False
 
@@ -54,7 +56,15 @@ def init_log(*, verbosity: int = DEFAULT_VERBOSITY, log_files: Sequence[str] = (
 
 
 def init_log_from_config(config) -> None:
-    """Set up logging from the config keys ``log`` (path or list of paths) and ``log_verbosity``."""
+    """Set up logging from the config keys ``log`` (path or list of paths) and ``log_verbosity``; a log file that
+    cannot be created is a ConfigError naming the path."""
     verbosity = config.int("log_verbosity", DEFAULT_VERBOSITY)
     log_files = [str(path) for path in config.list("log", [])]
-    init_log(verbosity=verbosity, log_files=log_files)
+    try:
+        init_log(verbosity=verbosity, log_files=log_files)
+    except OSError as exc:
+        init_log(verbosity=verbosity)  # the console still reports the error
+        files = ", ".join(map(repr, log_files))
+        blocked = f"{exc.filename!r}: {exc.strerror}" if exc.filename else str(exc)
+        raise ConfigError(f'config key "log": cannot create or write the log file {files} ({blocked}; '
+                          f'from {config.origin("log")}); expected a file path in a writable folder') from None

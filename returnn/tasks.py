@@ -6,6 +6,8 @@ import importlib
 from typing import Callable
 
 from returnn.config import Config
+from returnn.config_check import check_config
+from returnn.config_keys import warn_near_miss_keys
 from returnn.errors import TaskError
 from returnn.log import logger
 
@@ -34,11 +36,13 @@ def known_tasks() -> list[str]:
 
 
 def run_task(config: Config) -> None:
-    """Run the task named by the config key ``task`` (default "train")."""
+    """Run the task named by the config key ``task`` (default "train"), after the start-up checks of the config."""
     name = config.value("task", "train")
     if name not in _TASKS:
         raise TaskError(f'config key "task": unknown task {name!r} (from {config.origin("task")}); '
                         f"known tasks: {', '.join(known_tasks())}")
+    check_config(config, name)
+    warn_near_miss_keys(config)
     runner = _resolve(name, _TASKS[name])
     logger.info(f"Task: {name}")
     runner(config)

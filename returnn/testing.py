@@ -1,15 +1,34 @@
 """Helpers for tests, tools and demos: build a network from a dict (a rec loop around a unit dict), make a
-random padded batch."""
+random padded batch, capture log records."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import contextlib
+import logging
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from returnn.log import logger
 from returnn.tensor.data import Data
 from returnn.tensor.extern_data import ExternData, seq_len_key
 from returnn.tf.network import Network
+
+
+@contextlib.contextmanager
+def captured_log(level: int = logging.DEBUG) -> Iterator[list[logging.LogRecord]]:
+    """Collect the records ``returnn.log.logger`` emits at ``level`` or above while the block runs."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(level)
+    handler.emit = records.append
+    old_level = logger.level
+    logger.setLevel(min(level, old_level) if old_level else level)
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
 
 
 def build_network(net_dict: Mapping[str, Any], *, extern_data: ExternData | Mapping[str, Any],

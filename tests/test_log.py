@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import logging
 
+import pytest
+
 from returnn.config import Config
+from returnn.errors import ConfigError
 from returnn.log import DETAIL, STEP, init_log, init_log_from_config, level_for_verbosity, logger
 
 
@@ -41,3 +44,12 @@ def test_log_files_from_config_get_timestamps_and_folders(tmp_path):
         assert line.endswith("step 1 loss 0.5")
         assert line[:4].isdigit()
     init_log(verbosity=3)  # closes the files again
+
+
+def test_log_path_under_a_regular_file_is_a_config_error_naming_the_key(tmp_path):
+    (tmp_path / "plain").write_text("")
+    path = str(tmp_path / "plain" / "run.log")
+    with pytest.raises(ConfigError, match=r'config key "log": cannot create or write the log file .*run.log.*plain.*File exists'):
+        init_log_from_config(Config({"log": path}))
+    assert logger.handlers  # the console still reports the error
+    init_log(verbosity=3)

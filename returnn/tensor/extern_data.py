@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
 
+import tensorflow as tf
+
 from returnn.errors import ConfigError
 from returnn.log import logger
 from returnn.tensor.data import Data
@@ -48,9 +50,21 @@ def _data_from_dims(key: str, opts: Mapping[str, Any]) -> Data:
     if not all(isinstance(dim, Dim) for dim in dims):
         raise ConfigError(f'extern_data["{key}"]["dims"]: expected a list of Dim objects, got {dims!r}')
     sparse_dim = opts.get("sparse_dim")
-    dtype = opts.get("dtype", "int32" if sparse_dim is not None else "float32")
+    if sparse_dim is not None and not isinstance(sparse_dim, Dim):
+        raise ConfigError(f'extern_data["{key}"]["sparse_dim"]: expected a Dim (the vocab) or None, got {sparse_dim!r}')
+    dtype = _checked_dtype(key, opts.get("dtype", "int32" if sparse_dim is not None else "float32"))
     return Data(key, dims, dtype=dtype, sparse_dim=sparse_dim,
                 available_for_inference=bool(opts.get("available_for_inference", True)))
+
+
+def _checked_dtype(key: str, dtype: Any) -> str:
+    """A TensorFlow dtype name ("float32", "int32", ...), as the config gave it."""
+    try:
+        tf.dtypes.as_dtype(dtype)
+    except TypeError:
+        raise ConfigError(f'extern_data["{key}"]["dtype"]: expected a dtype name like "float32" or "int32", '
+                          f"got {dtype!r}") from None
+    return dtype
 
 
 def _check_axis(key: str, opts: Mapping[str, Any], name: str, ndim: int) -> int | None:
@@ -99,11 +113,22 @@ def data_from_opts(key: str, opts: Mapping[str, Any]) -> Data:
         else:
             dims.append(Dim(size, f"{key}:time" if axis == time_axis else f"{key}:spatial{axis}", kind=SPATIAL))
     sparse_dim = Dim(None if dim is _UNSET else dim, f"{key}:sparse-dim", kind=FEATURE) if sparse else None
-    dtype = opts.get("dtype", "int32" if sparse else "float32")
+    dtype = _checked_dtype(key, opts.get("dtype", "int32" if sparse else "float32"))
     return Data(key, tuple(dims), dtype=dtype, sparse_dim=sparse_dim,
                 time_dim=None if time_axis is None else dims[time_axis],
                 feature_dim=None if feature_axis is None else dims[feature_axis],
                 available_for_inference=bool(opts.get("available_for_inference", True)))
+
+
+def _checked_data_from_opts(key: str, opts: Any) -> Data:
+    """``data_from_opts``, with any error of the Dim / Data constructors turned into a ConfigError naming ``key``."""
+    try:
+        return data_from_opts(key, opts)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f'extern_data["{key}"]: {exc}; expected one batch dim and dims with sizes that are '
+                          f"ints >= 0 or None, given as {{\"dim\": ..., \"shape\": ...}} or {{\"dims\": [...]}}") from exc
 
 
 def _num_entry(key: str, value: Any) -> dict[str, Any]:
@@ -146,7 +171,7 @@ class ExternData(Mapping[str, Data]):
     """The extern data templates by key; ``from_config`` reads ``extern_data`` or ``num_inputs``/``num_outputs``."""
 
     def __init__(self, data: Mapping[str, Data | Mapping[str, Any]]):
-        self._data = {key: value if isinstance(value, Data) else data_from_opts(key, value)
+        self._data = {key: value if isinstance(value, Data) else _checked_data_from_opts(key, value)
                       for key, value in data.items()}
 
     @classmethod

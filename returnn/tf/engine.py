@@ -167,6 +167,8 @@ class Engine:
 
     def init_train(self) -> int:
         """Create the updater and learning-rate control, restore the newest checkpoint; returns the first epoch to run."""
+        lr_file = self.config.value("learning_rate_file")
+        lr_file_existed = bool(lr_file) and os.path.exists(lr_file)
         self.lr_control = learning_rate_control_from_config(self.config)
         model = self.model_prefix()
         ckpt.remove_stale_temp_files(model)
@@ -185,7 +187,30 @@ class Engine:
         for epoch, data in self.lr_control.epoch_data.items():
             if epoch > self.epoch:
                 data.error.clear()  # scores of epochs whose checkpoint was never completed
+        if epochs:
+            self._log_resume_learning_rate(self.epoch + 1, lr_file_existed)
         return self.epoch + 1
+
+    def _log_resume_learning_rate(self, epoch: int, lr_file_existed: bool) -> None:
+        """On resume, say which learning rate ``epoch`` uses and why: the learning-rate file wins over the
+        config's ``learning_rate`` (also over ``++learning_rate``); without the file the rate restarts."""
+        config_lr = self.config.float("learning_rate", 1.0)
+        filename = self.lr_control.filename
+        if not lr_file_existed:
+            where = f"learning_rate_file {filename!r} does not exist" if filename else 'no "learning_rate_file" is set'
+            logger.warning(f"Resuming after epoch {epoch - 1} (checkpoints exist), but {where}: the learning rate "
+                           f"restarts at the initial learning_rate {config_lr:g} and earlier scores are unknown")
+            return
+        stored = self.lr_control.epoch_data.get(epoch)
+        source = "stored for this epoch" if stored is not None and stored.learning_rate else \
+            f"continued by {self.lr_control.kind} learning-rate control from the stored epochs"
+        learning_rate = self.lr_control.get_learning_rate_for_epoch(epoch)
+        note = ""
+        if self.config.has("learning_rate") and not math.isclose(config_lr, learning_rate):
+            note = (f"; the config's learning_rate {config_lr:g} (from {self.config.origin('learning_rate')}) "
+                    f"is the initial rate only and is not used (delete the file's entries to restart it)")
+        logger.info(f"Resuming at epoch {epoch} with learning rate {learning_rate:g} from learning_rate_file "
+                    f"{filename!r} ({source}){note}")
 
     def train(self) -> None:
         """Epochs ``1 .. num_epochs`` of ``train``, scoring ``dev`` and ``eval`` after each; resumes after a restart."""
@@ -194,6 +219,7 @@ class Engine:
             raise ConfigError('config key "train" is missing: task train needs a training dataset')
         eval_sets = {key: ds for key in ("dev", "eval") if (ds := self.dataset(key)) is not None}
         num_epochs = self.config.int("num_epochs", 5)
+        cleanup_options(self.config.typed_value("cleanup_old_models"))  # a bad value fails now, not after an epoch
         start_epoch = self.init_train()
         if start_epoch > num_epochs:
             logger.info(f"Training already finished: model for epoch {start_epoch - 1} exists (num_epochs {num_epochs})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Mapping
 
 from returnn.errors import ConfigError
@@ -20,7 +21,22 @@ def cleanup_options(value) -> dict | None:
     unknown = set(value) - set(_DEFAULTS)
     if unknown:
         raise ConfigError(f'config key "cleanup_old_models": unknown option(s) {sorted(unknown)}; known: {sorted(_DEFAULTS)}')
+    for name in ("keep_last_n", "keep_best_n"):
+        count = value.get(name, 0)
+        if not isinstance(count, numbers.Integral) or isinstance(count, bool):
+            raise ConfigError(f'config key "cleanup_old_models": "{name}" expected an int (a number of '
+                              f"models), got {count!r}")
+    keep = value.get("keep", ())
+    if not isinstance(keep, (list, tuple, set, range)) or not all(_is_epoch(e) for e in keep):
+        raise ConfigError(f'config key "cleanup_old_models": "keep" expected a list of epochs (ints), got {keep!r}')
     return {**_DEFAULTS, **value}
+
+
+def _is_epoch(value) -> bool:
+    """An epoch number as ``keep`` lists it: an int, or a string of digits."""
+    if isinstance(value, str):
+        return value.strip().isdigit()
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def epochs_to_delete(epochs: list[int], scores: Mapping[int, float], options: dict, *, final_epoch: int) -> list[int]:

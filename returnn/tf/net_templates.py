@@ -316,6 +316,8 @@ class TemplatePass:
         templates = [self.dependency_template(ref, requested_by=name) for ref in sources]
         ctx = LayerContext(name=name, layer_class=layer_dict["class"], network=self, sources=templates, common=common,
                            source_axes=[axis for _, axis in from_items], source_names=sources)
+        if not 0.0 <= common.dropout < 1.0:
+            raise ctx.error(f'"dropout": expected a rate in [0, 1), got {common.dropout!r}')
         opts = cls.Opts.from_dict(own, where=where)
         for field in cls.Opts.ref_fields():
             value = getattr(opts, field)

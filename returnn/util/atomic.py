@@ -47,3 +47,16 @@ def atomic_path(path: str) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_path)
         raise
+
+
+def check_can_write(path: str) -> None:
+    """Raise ``OSError`` unless ``path`` can be written as ``atomic_write`` does: creates missing parent
+    folders, then creates and deletes a temp file beside ``path``; ``path`` itself must not be a folder."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path!r} is a directory")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise NotADirectoryError(f"{parent!r} is a file, not a folder")
+    os.unlink(_temp_file_next_to(path))

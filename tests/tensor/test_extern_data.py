@@ -2,6 +2,7 @@ import pytest
 
 from returnn.errors import ConfigError
 from returnn.tensor.extern_data import ExternData, batch_feed, extern_data_from_num_outputs, seq_len_key, size_keys
+from returnn.tensor.dim import FEATURE, Dim, batch_dim
 
 
 def test_extern_data_returnn_form():
@@ -90,3 +91,16 @@ def test_size_keys_and_batch_feed():
 
     assert batch_feed(Batch()) == {"img": 1, "img:seq_len": 2}
     assert batch_feed({"x": 1}) == {"x": 1}
+
+
+@pytest.mark.parametrize("opts, match", [
+    ({"dims": [batch_dim, batch_dim, Dim(3, "f", kind=FEATURE)]}, r"more than one batch dim"),
+    ({"shape": (None, "x")}, r"size must be a non-negative int or None, got 'x'"),
+    ({"shape": (-3, 4)}, r"size must be a non-negative int or None, got -3"),
+    ({"shape": 5}, r"not iterable"),
+    ({"dims": [batch_dim], "sparse_dim": 3}, r'\["sparse_dim"\]: expected a Dim \(the vocab\) or None, got 3'),
+    ({"dim": 3, "dtype": "flaot32"}, r'\["dtype"\]: expected a dtype name like "float32"'),
+])
+def test_extern_data_bad_dims_are_config_errors_naming_the_key(opts, match):
+    with pytest.raises(ConfigError, match=r'extern_data\["feats"\].*' + match):
+        ExternData({"feats": opts})

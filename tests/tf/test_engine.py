@@ -19,6 +19,7 @@ from returnn.lr_control import read_learning_rate_file
 from returnn.tf import checkpoint as ckpt
 from returnn.tf.engine import Engine, NonFiniteScoreError
 from returnn.tf.engine_tasks import run_eval, run_train
+from returnn.testing import captured_log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -242,3 +243,28 @@ def test_engine_use_last_best_model_continues_from_best_epoch(tmp_path):
 def test_engine_use_last_best_model_option_errors(tmp_path, value, match):
     with pytest.raises(ConfigError, match=match):
         run_train(Config(tiny_config(tmp_path, num_epochs=1, use_last_best_model=value)))
+
+
+def test_engine_bad_cleanup_old_models_fails_before_the_first_epoch(tmp_path):
+    config = Config(tiny_config(tmp_path, num_epochs=1, cleanup_old_models={"keep_last_n": "2"}))
+    with pytest.raises(ConfigError, match=r'"cleanup_old_models": "keep_last_n" expected an int'):
+        run_train(config)
+    assert ckpt.existing_epochs(str(tmp_path / "out" / "net")) == []
+
+
+def test_engine_resume_says_which_learning_rate_it_uses_and_warns_without_its_file(tmp_path):
+    run_train(Config(tiny_config(tmp_path, num_epochs=1, learning_rate_control="constant", dev=None)))
+    config = Config(tiny_config(tmp_path, num_epochs=2, learning_rate_control="constant", dev=None))
+    config.parse_cmd_args(["++learning_rate", "0.5", "++num_epochs", "1"])  # resume: nothing left to train
+    with captured_log(logging.INFO) as records:
+        Engine(config).init_train()
+    lines = [r.getMessage() for r in records]
+    assert any("Resuming at epoch 2 with learning rate 0.01 from learning_rate_file" in line
+               and "learning_rate 0.5 (from ++learning_rate on the command line) is the initial rate only" in line
+               for line in lines), lines
+    os.remove(tmp_path / "out" / "lr")
+    with captured_log(logging.WARNING) as records:
+        Engine(config).init_train()
+    assert any("Resuming after epoch 1 (checkpoints exist), but learning_rate_file" in r.getMessage()
+               and "does not exist: the learning rate restarts at the initial learning_rate 0.5" in r.getMessage()
+               for r in records)

@@ -24,3 +24,14 @@ def test_model_cleanup_options():
     assert cleanup_options(True) == {"keep_last_n": 2, "keep_best_n": 4, "keep": ()}
     with pytest.raises(ConfigError, match="keep_lastn"):
         cleanup_options({"keep_lastn": 3})
+
+
+@pytest.mark.parametrize("value, match", [
+    ({"keep_last_n": "3"}, r'"keep_last_n" expected an int \(a number of models\), got \'3\''),
+    ({"keep_best_n": 1.5}, r'"keep_best_n" expected an int'),
+    ({"keep": 5}, r'"keep" expected a list of epochs \(ints\), got 5'),
+])
+def test_model_cleanup_counts_of_the_wrong_type_are_config_errors(value, match):
+    with pytest.raises(ConfigError, match=r'config key "cleanup_old_models": ' + match):
+        cleanup_options(value)
+    assert cleanup_options({"keep": [1, "2"], "keep_last_n": 0})["keep"] == [1, "2"]  # as accepted before

@@ -144,6 +144,14 @@ def test_network_trainable_false_and_l2():
     np.testing.assert_allclose(net.total_loss({}).numpy(), want, rtol=1e-5)
 
 
+@pytest.mark.parametrize("rate", [1.5, 1.0, -0.1])
+def test_network_dropout_outside_0_1_names_the_layer_at_build_time(rate):
+    with pytest.raises(LayerConfigError, match=rf'layer \'hidden\' \(class "linear"\): "dropout": expected a rate in '
+                                               rf'\[0, 1\), got {rate}'):
+        build_network({"hidden": {"class": "linear", "from": "data", "n_out": 3, "dropout": rate},
+                       "output": {"class": "copy", "from": "hidden"}}, extern_data=EXTERN)
+
+
 def test_network_shared_activation_and_dropout_training_only():
     net = build_network({"output": {"class": "copy", "activation": "relu", "dropout": 0.5,
                                     "dropout_noise_shape": {"T": 1}}}, extern_data=EXTERN)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from returnn.util.atomic import atomic_path, atomic_write
+from returnn.util.atomic import atomic_path, atomic_write, check_can_write
 
 
 def test_atomic_write_replaces_file_on_success(tmp_path):
@@ -54,3 +54,13 @@ def test_atomic_files_get_ordinary_permissions(tmp_path):
         os.umask(umask)
     assert os.stat(tmp_path / "a.txt").st_mode & 0o777 == 0o644
     assert os.stat(tmp_path / "b.bin").st_mode & 0o777 == 0o644
+
+
+def test_check_can_write_makes_folders_leaves_nothing_and_names_a_blocking_file(tmp_path):
+    check_can_write(str(tmp_path / "a" / "b" / "out.txt"))
+    assert os.listdir(tmp_path / "a" / "b") == []
+    (tmp_path / "f").write_text("")
+    with pytest.raises(NotADirectoryError, match=r"'.*/f' is a file, not a folder"):
+        check_can_write(str(tmp_path / "f" / "x" / "out.txt"))
+    with pytest.raises(IsADirectoryError):
+        check_can_write(str(tmp_path / "a"))

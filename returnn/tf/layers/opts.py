@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from typing import Any, Mapping
 
 from returnn.errors import LayerConfigError
+from returnn.util.suggest import did_you_mean  # noqa: F401 (re-exported for the layers)
 
 _LAYER_REF = "layer_ref"
 
@@ -16,12 +16,6 @@ _LAYER_REF = "layer_ref"
 def layer_ref(default: Any = None) -> Any:
     """A dataclass field whose string value names another layer (resolved and built before this one)."""
     return dataclasses.field(default=default, metadata={_LAYER_REF: True})
-
-
-def did_you_mean(name: str, known: typing.Iterable[str]) -> str:
-    """`` did you mean 'x'?`` for the closest of ``known``, or an empty string."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
