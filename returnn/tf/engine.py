@@ -245,17 +245,37 @@ class Engine:
         scores = self._run_train_epoch(epoch, train_data, train_step, learning_rate=learning_rate)
         errors = scores.epoch_error_dict("train")
         summary = [f"train: {format_scores(_flat(errors))}"]
-        for key, dataset in eval_sets.items():
-            dataset_scores = self.eval_dataset(dataset, epoch)
-            errors.update(dataset_scores.epoch_error_dict(key))
-            summary.append(f"{key}: {format_scores(_flat(dataset_scores.epoch_error_dict(key)))}")
-        self.lr_control.set_epoch_error(epoch, errors)
-        self.lr_control.save()
+        try:
+            for key, dataset in eval_sets.items():
+                dataset_scores = self.eval_dataset(dataset, epoch)
+                errors.update(dataset_scores.epoch_error_dict(key))
+                summary.append(f"{key}: {format_scores(_flat(dataset_scores.epoch_error_dict(key)))}")
+        except BaseException:
+            self._save_trained_epoch_after_failed_eval(epoch, errors)
+            raise
+        self._finish_epoch(epoch, errors)
         if epoch % self.config.int("save_interval", 1) == 0 or epoch == num_epochs:
             self.save_model(epoch)
             self._cleanup_old_models(num_epochs)
         self._write_epoch_summary(epoch, learning_rate, errors)
         logger.info(f"epoch {epoch} lr {learning_rate:.4g} {'; '.join(summary)}; {time.monotonic() - start:.1f} sec")
+
+    def _finish_epoch(self, epoch: int, errors: dict) -> None:
+        """Record the epoch's scores in the learning-rate file (written before its checkpoint)."""
+        self.lr_control.set_epoch_error(epoch, errors)
+        self.lr_control.save()
+
+    def _save_trained_epoch_after_failed_eval(self, epoch: int, errors: dict) -> None:
+        """Scoring dev/eval failed: keep the trained epoch (the scores so far, checkpoint regardless of
+        ``save_interval``) so a restart goes on with the next epoch; the caller re-raises the error."""
+        try:
+            self._finish_epoch(epoch, errors)
+            prefix = self.save_model(epoch)
+        except Exception:  # the scoring error is the one to report; this one is logged
+            logger.exception(f"epoch {epoch}: scoring dev/eval failed, and saving the trained epoch failed too")
+            return
+        logger.error(f"epoch {epoch}: scoring dev/eval failed; the trained epoch is saved as {prefix} "
+                     f"(without dev/eval scores), a restart continues with epoch {epoch + 1}")
 
     def _run_train_epoch(self, epoch: int, dataset: Dataset, train_step, *,
                          learning_rate: float | None = None) -> ScoreAccumulator:

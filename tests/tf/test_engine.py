@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from returnn.config import Config
-from returnn.errors import ConfigError
+from returnn.errors import ConfigError, DatasetError
 from returnn.log import STEP, logger
 from returnn.lr_control import read_learning_rate_file
 from returnn.tf import checkpoint as ckpt
@@ -86,6 +86,30 @@ def test_engine_preload_and_import_model_by_name(tmp_path):
     engine.init_train()
     np.testing.assert_array_equal(engine.network.get_params()["hidden/W"].numpy(), source["hidden/W"])
 
+
+
+def test_engine_dev_error_keeps_trained_epoch_and_restart_resumes_at_next_epoch(tmp_path, caplog):
+    bad_dev = {"class": "StaticDataset", "input_dim": 9, "output_dim": {"classes": 2},
+               "data": [{"data": np.zeros((3, 9), np.float32), "classes": np.array([0, 57, 1], np.int32), "seq_tag": "bad"}]}
+    model, lr_file = str(tmp_path / "out" / "net"), str(tmp_path / "out" / "lr")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="returnn"):
+            with pytest.raises(DatasetError, match=r"dataset 'dev', sequence 'bad', key 'classes', frame 1: class index 57"):
+                run_train(Config(tiny_config(tmp_path, dev=bad_dev)))
+            assert "scoring dev/eval failed; the trained epoch is saved as" in caplog.text
+            assert ckpt.existing_epochs(model) == [1]
+            assert {e: set(d.error) for e, d in read_learning_rate_file(lr_file).items()} == {1: {"train_score", "train_error"}}
+            steps_1 = ckpt.read_checkpoint(model + ".001")["updater/global_train_step"]
+            run_train(Config(tiny_config(tmp_path)))  # dev fixed
+            assert "Start training at epoch 2 of 2" in caplog.text
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert ckpt.existing_epochs(model) == [1, 2]
+    assert ckpt.read_checkpoint(model + ".002")["updater/global_train_step"] == 2 * steps_1
+    history = read_learning_rate_file(lr_file)
+    assert set(history[1].error) == {"train_score", "train_error"}
+    assert set(history[2].error) == {"train_score", "train_error", "dev_score", "dev_error"}
 
 KILL_SCRIPT = """
 import os, signal, sys
