@@ -174,8 +174,7 @@ class Engine:
         self.use_net_dict(self.net_dict_for_epoch(epochs[-1] if epochs else 1))
         self.updater = Updater(self.config, list(self.network.trainable_variables))
         if epochs:
-            self.load_model(ckpt.epoch_checkpoint_prefix(model, epochs[-1]))
-            self.epoch = epochs[-1]
+            self.epoch = self._load_newest_readable_checkpoint(model, epochs)
         elif self.config.value("load"):
             self.load_model(self.config.value("load"), params_only=True)
         else:
@@ -186,6 +185,23 @@ class Engine:
             if epoch > self.epoch:
                 data.error.clear()  # scores of epochs whose checkpoint was never completed
         return self.epoch + 1
+
+    def _load_newest_readable_checkpoint(self, model: str, epochs: list[int]) -> int:
+        """Load the newest checkpoint of ``epochs`` that reads; a damaged one (truncated data file) is skipped
+        with a warning, and training redoes its epoch. Returns the loaded epoch."""
+        damaged: list[str] = []
+        for epoch in reversed(epochs):
+            if damaged:
+                self.use_net_dict(self.net_dict_for_epoch(epoch))  # pretraining: that epoch's network
+            try:
+                self.load_model(ckpt.epoch_checkpoint_prefix(model, epoch))
+                return epoch
+            except ckpt.CheckpointDamagedError as exc:
+                logger.warning(f"{exc}; falling back to the previous checkpoint (training redoes epoch {epoch})")
+                damaged.append(str(exc))
+        raise ckpt.CheckpointDamagedError(
+            f"no checkpoint of model {model!r} can be read (epochs {', '.join(map(str, epochs))} all damaged); the "
+            f"newest: {damaged[0]}. Delete them to train from scratch")
 
     def train(self) -> None:
         """Epochs ``1 .. num_epochs`` of ``train``, scoring ``dev`` and ``eval`` after each; resumes after a restart."""

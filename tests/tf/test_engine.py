@@ -19,6 +19,7 @@ from returnn.lr_control import read_learning_rate_file
 from returnn.tf import checkpoint as ckpt
 from returnn.tf.engine import Engine, NonFiniteScoreError
 from returnn.tf.engine_tasks import run_eval, run_train
+from test_checkpoint import truncate_data_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -110,6 +111,27 @@ def test_engine_dev_error_keeps_trained_epoch_and_restart_resumes_at_next_epoch(
     history = read_learning_rate_file(lr_file)
     assert set(history[1].error) == {"train_score", "train_error"}
     assert set(history[2].error) == {"train_score", "train_error", "dev_score", "dev_error"}
+
+
+def test_engine_resume_skips_truncated_checkpoint_with_warning(tmp_path, caplog):
+    run_train(Config(tiny_config(tmp_path)))
+    model = str(tmp_path / "out" / "net")
+    epoch_1 = ckpt.read_checkpoint(model + ".001")
+    truncate_data_file(model + ".002")
+    engine = Engine(Config(tiny_config(tmp_path)))
+    logger.addHandler(caplog.handler)
+    try:
+        assert engine.init_train() == 2
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert f"checkpoint '{model}.002' is damaged" in caplog.text and "falling back to the previous checkpoint" in caplog.text
+    np.testing.assert_array_equal(engine.network.get_params()["hidden/W"].numpy(), epoch_1["hidden/W"])
+    assert int(engine.updater.global_train_step.numpy()) == epoch_1["updater/global_train_step"]
+    assert sorted(engine.lr_control.epoch_data[2].error) == []  # its scores are forgotten: epoch 2 is trained again
+    truncate_data_file(model + ".001")
+    with pytest.raises(ckpt.CheckpointDamagedError, match=r"no checkpoint of model .* can be read \(epochs 1, 2 all damaged\)"):
+        Engine(Config(tiny_config(tmp_path))).init_train()
+
 
 KILL_SCRIPT = """
 import os, signal, sys
