@@ -111,6 +111,10 @@ class Dataset:
         """Length per data key of a corpus sequence; loads it unless a subclass knows better."""
         return {key: len(value) for key, value in self._load_corpus_seq(corpus_idx).items()}
 
+    def _corpus_file(self, corpus_idx: int, key: str) -> str | None:
+        """Path of the file holding ``key`` of a corpus sequence, for error messages; None if not file based."""
+        return None
+
     # ---- data key description -------------------------------------------------------------------
     def get_data_keys(self) -> list[str]:
         """All data keys: ``"data"`` first, then the others sorted (as in RETURNN HDF files)."""
@@ -323,6 +327,10 @@ class Dataset:
         """Tag of the ``seq_idx``-th sequence of the current epoch."""
         return self._corpus_tag(self.get_corpus_seq_idx(seq_idx))
 
+    def get_seq_file(self, seq_idx: int, key: str) -> str | None:
+        """File holding ``key`` of the ``seq_idx``-th sequence of the current epoch (None if not file based)."""
+        return self._corpus_file(self.get_corpus_seq_idx(seq_idx), key)
+
     def get_seq_length(self, seq_idx: int) -> dict[str, int]:
         """Length (frames) per data key of the ``seq_idx``-th sequence of the current epoch."""
         seq = self._cache.get(seq_idx)
@@ -432,6 +440,7 @@ def init_dataset_from_config(config: Any, key: str, *, train: bool | None = None
         defaults = {opt: v for opt, v in defaults.items() if v is not None}
     else:
         defaults = {"seq_ordering": "sorted"}
+    defaults.setdefault("name", key)  # as in RETURNN: errors then say dataset 'dev'
     return init_dataset(value, default_kwargs=defaults, config=config)
 
 

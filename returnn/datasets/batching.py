@@ -22,6 +22,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from returnn.datasets.base import Dataset, config_value
+from returnn.datasets.batch_checks import check_batch_array
 from returnn.datasets.chunking import ChunkSpec, SeqSlice, iter_seq_slices, parse_chunking
 from returnn.errors import DatasetError
 from returnn.log import logger
@@ -112,7 +113,8 @@ def iter_batch_plans(
 
 
 def make_batch(dataset: Dataset, plan: Sequence[SeqSlice], keys: Sequence[str], epoch: int | None = None) -> Batch:
-    """Load the sequences of ``plan`` and pad every key to its longest slice."""
+    """Load the sequences of ``plan`` and pad every key to its longest slice; bad values are a DatasetError
+    naming the sequence (``check_batch_array``)."""
     dataset.load_seqs(min(p.seq_idx for p in plan), max(p.seq_idx for p in plan) + 1)
     data, seq_lens, starts = {}, {}, {}
     for key in keys:
@@ -121,6 +123,7 @@ def make_batch(dataset: Dataset, plan: Sequence[SeqSlice], keys: Sequence[str], 
         out = np.zeros((len(pieces), int(lens.max(initial=0))) + pieces[0].shape[1:], dtype=pieces[0].dtype)
         for i, x in enumerate(pieces):
             out[i, : len(x)] = x
+        check_batch_array(dataset, key, out, plan)
         data[key], seq_lens[key] = out, lens
         starts[key] = np.array([p.start[key] for p in plan], dtype=np.int32)
     return Batch(

@@ -48,6 +48,9 @@ class HDFFile:
         self.labels: dict[str, list[str]] = {}
         try:
             self.seq_lens = self._read_seq_lens()
+            if len(self.seq_lens) == 0:
+                raise DatasetError(f"HDFDataset: file {self.path!r} is empty: it holds no sequences ('seqLengths' has "
+                                   f"0 rows); remove it from \"files\" or regenerate it")
             self._describe_keys()
             self.offsets = np.zeros((len(self.seq_lens) + 1, self.seq_lens.shape[1]), dtype=np.int64)
             np.cumsum(self.seq_lens, axis=0, out=self.offsets[1:])
@@ -266,6 +269,9 @@ class HDFDataset(Dataset):
         f, local = self._locate(corpus_idx)
         row = f.seq_lens[local]
         return {key: int(row[f.columns[key]]) for key in self.num_outputs}
+
+    def _corpus_file(self, corpus_idx: int, key: str) -> str | None:
+        return self._locate(corpus_idx)[0].path
 
     def _load_corpus_seq(self, corpus_idx: int) -> SeqDict:
         return self._load_corpus_seqs([corpus_idx])[0]

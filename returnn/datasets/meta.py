@@ -107,6 +107,10 @@ class MetaDataset(Dataset):
             lens[out_key] = self.datasets[name]._corpus_seq_lens(int(self._sub_idx[name][corpus_idx]))[key]
         return lens
 
+    def _corpus_file(self, corpus_idx: int, key: str) -> str | None:
+        name, sub_key = self.data_map[key]
+        return self.datasets[name]._corpus_file(int(self._sub_idx[name][corpus_idx]), sub_key)
+
     def _load_corpus_seq(self, corpus_idx: int) -> SeqDict:
         return self._load_corpus_seqs([corpus_idx])[0]
 
@@ -169,6 +173,10 @@ class ConcatDataset(Dataset):
     def _corpus_seq_lens(self, corpus_idx: int) -> dict[str, int]:
         ds, local = self._locate(corpus_idx)
         return ds._corpus_seq_lens(local)
+
+    def _corpus_file(self, corpus_idx: int, key: str) -> str | None:
+        ds, local = self._locate(corpus_idx)
+        return ds._corpus_file(local, key)
 
     def _load_corpus_seq(self, corpus_idx: int) -> SeqDict:
         ds, local = self._locate(corpus_idx)

@@ -27,6 +27,10 @@ class CheckpointError(ReturnnError, ValueError):
     """A checkpoint is missing, incomplete, or does not fit the model."""
 
 
+class CheckpointDamagedError(CheckpointError):
+    """A checkpoint's files are all there, but cannot be read (truncated or corrupt data or index)."""
+
+
 def epoch_checkpoint_prefix(model: str, epoch: int) -> str:
     """RETURNN's naming: ``model`` prefix and epoch 3 -> ``model.003``."""
     return f"{model}.{epoch:03d}"
@@ -68,14 +72,22 @@ def checkpoint_exists(prefix: str) -> bool:
 
 
 def read_checkpoint(prefix: str) -> dict[str, np.ndarray]:
-    """All tensors of a checkpoint by name."""
+    """All tensors of a checkpoint by name; CheckpointDamagedError naming its files if they cannot be read."""
     if not checkpoint_exists(prefix):
         raise CheckpointError(f"no complete checkpoint at {prefix!r} (expected {prefix}.index and {prefix}.data-*)")
+    name = None
     try:
         reader = tf.train.load_checkpoint(prefix)
-    except (tf.errors.OpError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {prefix!r} cannot be read: {exc}") from None
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+        stored = {}
+        for name in reader.get_variable_to_shape_map():
+            stored[name] = reader.get_tensor(name)
+        return stored
+    except (tf.errors.OpError, ValueError, IndexError, OSError) as exc:  # IndexError: "Read less bytes than requested"
+        files = ", ".join(os.path.basename(p) for p in sorted(glob.glob(glob.escape(prefix) + ".data-*")))
+        what = f"reading variable {name!r}" if name is not None else "reading its index"
+        raise CheckpointDamagedError(
+            f"checkpoint {prefix!r} is damaged: {what} failed ({type(exc).__name__}: {exc}); its data file ({files}) "
+            f"is truncated or corrupt (disk full, or a copy cut short?)") from None
 
 
 def load_checkpoint(prefix: str, variables: Mapping[str, tf.Variable], *, ignore_missing: bool = False,

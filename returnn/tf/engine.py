@@ -176,8 +176,7 @@ class Engine:
         self.use_net_dict(self.net_dict_for_epoch(epochs[-1] if epochs else 1))
         self.updater = Updater(self.config, list(self.network.trainable_variables))
         if epochs:
-            self.load_model(ckpt.epoch_checkpoint_prefix(model, epochs[-1]))
-            self.epoch = epochs[-1]
+            self.epoch = self._load_newest_readable_checkpoint(model, epochs)
         elif self.config.value("load"):
             self.load_model(self.config.value("load"), params_only=True)
         else:
@@ -211,6 +210,23 @@ class Engine:
                     f"is the initial rate only and is not used (delete the file's entries to restart it)")
         logger.info(f"Resuming at epoch {epoch} with learning rate {learning_rate:g} from learning_rate_file "
                     f"{filename!r} ({source}){note}")
+
+    def _load_newest_readable_checkpoint(self, model: str, epochs: list[int]) -> int:
+        """Load the newest checkpoint of ``epochs`` that reads; a damaged one (truncated data file) is skipped
+        with a warning, and training redoes its epoch. Returns the loaded epoch."""
+        damaged: list[str] = []
+        for epoch in reversed(epochs):
+            if damaged:
+                self.use_net_dict(self.net_dict_for_epoch(epoch))  # pretraining: that epoch's network
+            try:
+                self.load_model(ckpt.epoch_checkpoint_prefix(model, epoch))
+                return epoch
+            except ckpt.CheckpointDamagedError as exc:
+                logger.warning(f"{exc}; falling back to the previous checkpoint (training redoes epoch {epoch})")
+                damaged.append(str(exc))
+        raise ckpt.CheckpointDamagedError(
+            f"no checkpoint of model {model!r} can be read (epochs {', '.join(map(str, epochs))} all damaged); the "
+            f"newest: {damaged[0]}. Delete them to train from scratch")
 
     def train(self) -> None:
         """Epochs ``1 .. num_epochs`` of ``train``, scoring ``dev`` and ``eval`` after each; resumes after a restart."""
@@ -271,17 +287,37 @@ class Engine:
         scores = self._run_train_epoch(epoch, train_data, train_step, learning_rate=learning_rate)
         errors = scores.epoch_error_dict("train")
         summary = [f"train: {format_scores(_flat(errors))}"]
-        for key, dataset in eval_sets.items():
-            dataset_scores = self.eval_dataset(dataset, epoch)
-            errors.update(dataset_scores.epoch_error_dict(key))
-            summary.append(f"{key}: {format_scores(_flat(dataset_scores.epoch_error_dict(key)))}")
-        self.lr_control.set_epoch_error(epoch, errors)
-        self.lr_control.save()
+        try:
+            for key, dataset in eval_sets.items():
+                dataset_scores = self.eval_dataset(dataset, epoch)
+                errors.update(dataset_scores.epoch_error_dict(key))
+                summary.append(f"{key}: {format_scores(_flat(dataset_scores.epoch_error_dict(key)))}")
+        except BaseException:
+            self._save_trained_epoch_after_failed_eval(epoch, errors)
+            raise
+        self._finish_epoch(epoch, errors)
         if epoch % self.config.int("save_interval", 1) == 0 or epoch == num_epochs:
             self.save_model(epoch)
             self._cleanup_old_models(num_epochs)
         self._write_epoch_summary(epoch, learning_rate, errors)
         logger.info(f"epoch {epoch} lr {learning_rate:.4g} {'; '.join(summary)}; {time.monotonic() - start:.1f} sec")
+
+    def _finish_epoch(self, epoch: int, errors: dict) -> None:
+        """Record the epoch's scores in the learning-rate file (written before its checkpoint)."""
+        self.lr_control.set_epoch_error(epoch, errors)
+        self.lr_control.save()
+
+    def _save_trained_epoch_after_failed_eval(self, epoch: int, errors: dict) -> None:
+        """Scoring dev/eval failed: keep the trained epoch (the scores so far, checkpoint regardless of
+        ``save_interval``) so a restart goes on with the next epoch; the caller re-raises the error."""
+        try:
+            self._finish_epoch(epoch, errors)
+            prefix = self.save_model(epoch)
+        except Exception:  # the scoring error is the one to report; this one is logged
+            logger.exception(f"epoch {epoch}: scoring dev/eval failed, and saving the trained epoch failed too")
+            return
+        logger.error(f"epoch {epoch}: scoring dev/eval failed; the trained epoch is saved as {prefix} "
+                     f"(without dev/eval scores), a restart continues with epoch {epoch + 1}")
 
     def _run_train_epoch(self, epoch: int, dataset: Dataset, train_step, *,
                          learning_rate: float | None = None) -> ScoreAccumulator:

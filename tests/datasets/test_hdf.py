@@ -232,3 +232,17 @@ def test_hdf_reads_returnn_hdf_dump_variant(tmp_path):
     ds = init_dataset(path)
     _check_example_content(ds)
     assert "data" not in ds.labels
+
+
+@pytest.mark.parametrize("with_keys", [False, True])
+def test_hdf_file_without_sequences_is_named_as_empty(tmp_path, spec_example, with_keys):
+    path = str(tmp_path / "empty.hdf")
+    if with_keys:  # keys declared, zero rows
+        with h5py.File(path, "w") as f:
+            f.create_dataset("inputs", shape=(0, 3), dtype=np.float32)
+            f.create_dataset("seqLengths", shape=(0, 2), dtype=np.int32)
+            f.create_dataset("seqTags", shape=(0,), dtype="S5")
+    else:  # as SimpleHDFWriter leaves it when nothing was inserted
+        SimpleHDFWriter(path, dim=3).close()
+    with pytest.raises(DatasetError, match=rf"file '{path}' is empty: it holds no sequences"):
+        init_dataset([spec_example, path])

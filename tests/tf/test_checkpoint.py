@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from returnn.tf.checkpoint import (CheckpointError, epoch_checkpoint_prefix, existing_epochs, load_checkpoint,
+from returnn.tf.checkpoint import (CheckpointDamagedError, CheckpointError, epoch_checkpoint_prefix, existing_epochs, load_checkpoint,
                                    read_checkpoint, remove_checkpoint, remove_stale_temp_files, save_checkpoint,
                                    variables_by_name)
 
@@ -73,3 +73,19 @@ def test_checkpoint_duplicate_variable_names_rejected():
     a, b = tf.Variable(1.0, name="x"), tf.Variable(2.0, name="x")
     with pytest.raises(CheckpointError, match="share the name 'x'"):
         variables_by_name([a, b])
+
+
+def truncate_data_file(prefix: str, keep_bytes: int = 20) -> None:
+    """Cut ``prefix``'s data file short, as a full disk or an interrupted copy does; the index stays intact."""
+    path = prefix + ".data-00000-of-00001"
+    with open(path, "r+b") as f:
+        f.truncate(keep_bytes)
+
+
+def test_checkpoint_truncated_data_file_is_named_as_damaged(tmp_path):
+    prefix = str(tmp_path / "net.004")
+    save_checkpoint(prefix, make_vars(0))
+    truncate_data_file(prefix)
+    with pytest.raises(CheckpointDamagedError, match=rf"checkpoint '{prefix}' is damaged: reading variable '.*' failed "
+                                                     r".*net\.004\.data-00000-of-00001\) is truncated or corrupt"):
+        load_checkpoint(prefix, make_vars(1))

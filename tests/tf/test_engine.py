@@ -13,13 +13,15 @@ import pytest
 import tensorflow as tf
 
 from returnn.config import Config
-from returnn.errors import ConfigError
+from returnn.errors import ConfigError, DatasetError
 from returnn.log import STEP, logger
 from returnn.lr_control import read_learning_rate_file
 from returnn.tf import checkpoint as ckpt
 from returnn.tf.engine import Engine, NonFiniteScoreError
 from returnn.tf.engine_tasks import run_eval, run_train
 from returnn.testing import captured_log
+
+from test_checkpoint import truncate_data_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -86,6 +88,50 @@ def test_engine_preload_and_import_model_by_name(tmp_path):
     engine = Engine(Config(config))
     engine.init_train()
     np.testing.assert_array_equal(engine.network.get_params()["hidden/W"].numpy(), source["hidden/W"])
+
+
+def test_engine_dev_error_keeps_trained_epoch_and_restart_resumes_at_next_epoch(tmp_path, caplog):
+    bad_dev = {"class": "StaticDataset", "input_dim": 9, "output_dim": {"classes": 2},
+               "data": [{"data": np.zeros((3, 9), np.float32), "classes": np.array([0, 57, 1], np.int32), "seq_tag": "bad"}]}
+    model, lr_file = str(tmp_path / "out" / "net"), str(tmp_path / "out" / "lr")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="returnn"):
+            with pytest.raises(DatasetError, match=r"dataset 'dev', sequence 'bad', key 'classes', frame 1: class index 57"):
+                run_train(Config(tiny_config(tmp_path, dev=bad_dev)))
+            assert "scoring dev/eval failed; the trained epoch is saved as" in caplog.text
+            assert ckpt.existing_epochs(model) == [1]
+            assert {e: set(d.error) for e, d in read_learning_rate_file(lr_file).items()} == {1: {"train_score", "train_error"}}
+            steps_1 = ckpt.read_checkpoint(model + ".001")["updater/global_train_step"]
+            run_train(Config(tiny_config(tmp_path)))  # dev fixed
+            assert "Start training at epoch 2 of 2" in caplog.text
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert ckpt.existing_epochs(model) == [1, 2]
+    assert ckpt.read_checkpoint(model + ".002")["updater/global_train_step"] == 2 * steps_1
+    history = read_learning_rate_file(lr_file)
+    assert set(history[1].error) == {"train_score", "train_error"}
+    assert set(history[2].error) == {"train_score", "train_error", "dev_score", "dev_error"}
+
+
+def test_engine_resume_skips_truncated_checkpoint_with_warning(tmp_path, caplog):
+    run_train(Config(tiny_config(tmp_path)))
+    model = str(tmp_path / "out" / "net")
+    epoch_1 = ckpt.read_checkpoint(model + ".001")
+    truncate_data_file(model + ".002")
+    engine = Engine(Config(tiny_config(tmp_path)))
+    logger.addHandler(caplog.handler)
+    try:
+        assert engine.init_train() == 2
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert f"checkpoint '{model}.002' is damaged" in caplog.text and "falling back to the previous checkpoint" in caplog.text
+    np.testing.assert_array_equal(engine.network.get_params()["hidden/W"].numpy(), epoch_1["hidden/W"])
+    assert int(engine.updater.global_train_step.numpy()) == epoch_1["updater/global_train_step"]
+    assert sorted(engine.lr_control.epoch_data[2].error) == []  # its scores are forgotten: epoch 2 is trained again
+    truncate_data_file(model + ".001")
+    with pytest.raises(ckpt.CheckpointDamagedError, match=r"no checkpoint of model .* can be read \(epochs 1, 2 all damaged\)"):
+        Engine(Config(tiny_config(tmp_path))).init_train()
 
 
 KILL_SCRIPT = """
