@@ -60,5 +60,5 @@ def test_rec_unit_chain_of_300_sublayers(shallow_stack):
     batch = random_batch(net.extern_data, n_batch=2, max_time=4, seed=2)
     mask = batch.mask("data")[:, :, None]
     expected = np.cumsum(np.where(mask, _tanh_times(batch["data"].astype(np.float64), 150), 0.0), axis=1)
-    out = net(batch)["output"].numpy()
+    out = net(batch)["output"].copy_as_batch_major().numpy()
     np.testing.assert_allclose(np.where(mask, out, 0.0), np.where(mask, expected, 0.0), rtol=1e-5, atol=1e-6)
