@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any, Container, Iterable, Mapping
 
 from returnn.errors import LayerConfigError
-from returnn.tf.layers.base import LAYER_CLASSES, get_layer_class
+from returnn.tf.layers.base import LAYER_CLASSES, get_layer_class, param_path
 
 LAYER, DATA, BASE, PREV, INDEX = "layer", "data", "base", "prev", "index"
 
@@ -152,6 +152,16 @@ class NetGraph:
 
     # ---- whole graph ----
 
+    def check_param_names(self) -> None:
+        """Two layers whose names differ only in characters that variable names replace (``"a b"``, ``"a_b"``)
+        would store their params under one name, and a checkpoint would keep only one: a LayerConfigError naming
+        both. Checked for this net dict and the net dicts nested in its layers (a rec unit as a whole)."""
+        _check_param_names(self.net_dict, self._path_of)
+        for name, layer in self.net_dict.items():
+            cls = LAYER_CLASSES.get(layer.get("class")) if isinstance(layer, Mapping) else None
+            for inner in cls.nested_net_dicts(layer) if cls is not None else []:
+                _check_param_names(inner, lambda sub, outer=name: f"{self._path_of(outer)}/{sub}")
+
     def roots(self) -> list[str]:
         """Layers to build: ``output``, layers with a loss, layers marked ``is_output_layer``."""
         return [name for name, layer in self.net_dict.items() if is_root(name, layer, search=self.search)]
@@ -250,6 +260,19 @@ def nested_base_refs(net_dict: Any) -> list[tuple[str, str]]:
             continue  # the nested network reports its own errors (unknown class, bad "from") when it is built
         found += [(inner_name, ref.text) for ref in refs if ref.kind == BASE]
     return found
+
+
+def _check_param_names(net_dict: Mapping[str, Any], path_of: Any) -> None:
+    """A LayerConfigError for the first two layer names of ``net_dict`` with the same ``param_path``."""
+    seen: dict[str, str] = {}
+    for name in net_dict:
+        key = param_path(str(name))
+        if key in seen:
+            raise LayerConfigError(
+                f"layers {path_of(seen[key])!r} and {path_of(name)!r}: both names become the variable name "
+                f"prefix {param_path(path_of(name))!r} (characters other than letters, digits and _.-/ become _), "
+                f"so a checkpoint would keep the params of only one; rename one of them")
+        seen[key] = name
 
 
 def _unique(items: Iterable[str]) -> list[str]:
