@@ -9,10 +9,10 @@ pretraining use it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Mapping
+from typing import Any, Container, Iterable, Mapping
 
 from returnn.errors import LayerConfigError
-from returnn.tf.layers.base import LAYER_CLASSES, get_layer_class
+from returnn.tf.layers.base import LAYER_CLASSES, get_layer_class, param_path
 
 LAYER, DATA, BASE, PREV, INDEX = "layer", "data", "base", "prev", "index"
 
@@ -152,6 +152,16 @@ class NetGraph:
 
     # ---- whole graph ----
 
+    def check_param_names(self) -> None:
+        """Two layers whose names differ only in characters that variable names replace (``"a b"``, ``"a_b"``)
+        would store their params under one name, and a checkpoint would keep only one: a LayerConfigError naming
+        both. Checked for this net dict and the net dicts nested in its layers (a rec unit as a whole)."""
+        _check_param_names(self.net_dict, self._path_of)
+        for name, layer in self.net_dict.items():
+            cls = LAYER_CLASSES.get(layer.get("class")) if isinstance(layer, Mapping) else None
+            for inner in cls.nested_net_dicts(layer) if cls is not None else []:
+                _check_param_names(inner, lambda sub, outer=name: f"{self._path_of(outer)}/{sub}")
+
     def roots(self) -> list[str]:
         """Layers to build: ``output``, layers with a loss, layers marked ``is_output_layer``."""
         return [name for name, layer in self.net_dict.items() if is_root(name, layer, search=self.search)]
@@ -159,34 +169,59 @@ class NetGraph:
     def order(self, roots: Iterable[str]) -> list[str]:
         """``roots`` and what they read (also through ``prev:``), each after its same-step dependencies.
 
-        A cycle of same-step references is an error showing the loop.
+        A cycle of same-step references is an error showing the loop. The walk keeps its own stack, so a
+        chain of any length needs no Python recursion.
         """
         done: dict[str, None] = {}
         pending = list(roots)
         while pending:
-            self._visit(pending.pop(0), done, [])
+            self._visit(pending.pop(0), done)
             for name in list(done):
                 pending += [dep for dep in self.prev_deps(name)
                             if dep in self.net_dict and dep not in done and dep not in pending]
         return list(done)
 
-    def _visit(self, name: str, done: dict[str, None], stack: list[str]) -> None:
-        if name in done:
+    def unbuilt_deps(self, name: str, built: Container[str]) -> list[str]:
+        """The layers ``name`` reads at the same step, transitively, that are not in ``built``, each after its
+        own deps (``name`` itself not included): building them in this order needs no recursion."""
+        done: dict[str, None] = {}
+        self._visit(name, done, built)
+        return list(done)[:-1]
+
+    def _visit(self, root: str, done: dict[str, None], built: Container[str] = ()) -> None:
+        """Depth-first from ``root``: each layer into ``done`` after its same-step dependencies (an explicit
+        stack of (layer, its deps not yet walked) pairs instead of recursion); layers in ``built`` are skipped."""
+        if root in done:
             return
-        if name in stack:
-            loop = stack[stack.index(name):] + [name]
-            cycle = []
-            for current, nxt in zip(loop, loop[1:] + [None]):
-                cycle.append(self._path_of(current))
-                if (current, nxt) in self._via:
-                    cycle.append(f"{self._path_of(current)}/{self._via[current, nxt]}")
-            raise LayerConfigError(f"network has a cycle: {' -> '.join(cycle)} (only 'prev:' may close a loop)")
-        stack.append(name)
-        for dep in self.same_step_deps(name):
-            if dep in self.net_dict:
-                self._visit(dep, done, stack)
-        stack.pop()
-        done[name] = None
+        stack: list[tuple[str, list[str]]] = [(root, self._local_deps(root))]
+        on_stack = {root}
+        while stack:
+            name, deps = stack[-1]
+            while deps and (deps[-1] in done or deps[-1] in built):
+                deps.pop()
+            if not deps:
+                stack.pop()
+                on_stack.discard(name)
+                done[name] = None
+                continue
+            dep = deps.pop()
+            if dep in on_stack:
+                self._raise_cycle([entry for entry, _ in stack], dep)
+            stack.append((dep, self._local_deps(dep)))
+            on_stack.add(dep)
+
+    def _local_deps(self, name: str) -> list[str]:
+        """The same-step deps of ``name`` in this network, reversed (popped from the end: walked as written)."""
+        return [dep for dep in reversed(self.same_step_deps(name)) if dep in self.net_dict]
+
+    def _raise_cycle(self, stack: list[str], name: str) -> None:
+        loop = stack[stack.index(name):] + [name]
+        cycle = []
+        for current, nxt in zip(loop, loop[1:] + [None]):
+            cycle.append(self._path_of(current))
+            if (current, nxt) in self._via:
+                cycle.append(f"{self._path_of(current)}/{self._via[current, nxt]}")
+        raise LayerConfigError(f"network has a cycle: {' -> '.join(cycle)} (only 'prev:' may close a loop)")
 
     def depends_on(self, name: str, *, through_prev: bool = True) -> set[str]:
         """Every layer ``name`` reads transitively (same step, and ``prev:`` when ``through_prev``)."""
@@ -204,15 +239,9 @@ class NetGraph:
     def depths(self) -> dict[str, int]:
         """Distance of each layer from the extern data (``data``, ``data:*``, ``base:*`` are depth 0)."""
         depths: dict[str, int] = {}
-
-        def depth(name: str) -> int:
-            if name not in depths:
-                deps = [dep for dep in self.same_step_deps(name) if dep in self.net_dict]
-                depths[name] = 1 + max((depth(dep) for dep in deps), default=0)
-            return depths[name]
-
-        for name in self.order(self.net_dict):
-            depth(name)
+        for name in self.order(self.net_dict):  # each layer after its same-step deps: their depths are known
+            deps = [dep for dep in self.same_step_deps(name) if dep in self.net_dict]
+            depths[name] = 1 + max((depths[dep] for dep in deps), default=0)
         return depths
 
 
@@ -231,6 +260,19 @@ def nested_base_refs(net_dict: Any) -> list[tuple[str, str]]:
             continue  # the nested network reports its own errors (unknown class, bad "from") when it is built
         found += [(inner_name, ref.text) for ref in refs if ref.kind == BASE]
     return found
+
+
+def _check_param_names(net_dict: Mapping[str, Any], path_of: Any) -> None:
+    """A LayerConfigError for the first two layer names of ``net_dict`` with the same ``param_path``."""
+    seen: dict[str, str] = {}
+    for name in net_dict:
+        key = param_path(str(name))
+        if key in seen:
+            raise LayerConfigError(
+                f"layers {path_of(seen[key])!r} and {path_of(name)!r}: both names become the variable name "
+                f"prefix {param_path(path_of(name))!r} (characters other than letters, digits and _.-/ become _), "
+                f"so a checkpoint would keep the params of only one; rename one of them")
+        seen[key] = name
 
 
 def _unique(items: Iterable[str]) -> list[str]:

@@ -201,6 +201,9 @@ class TemplatePass:
         if path in self._path_stack:
             cycle = self._path_stack[self._path_stack.index(path):] + [path]
             raise LayerConfigError(f"network has a cycle: {' -> '.join(cycle)}")
+        if any(dep not in self.templates for dep in self.graph.same_step_deps(name) if dep in self.net_dict):
+            for dep in self.graph.unbuilt_deps(name, self.templates):  # deepest first: no recursion per layer
+                self._template(dep)
         layer_dict = self.net_dict[name]
         self._stack.append(name)
         self._path_stack.append(path)

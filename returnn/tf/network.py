@@ -49,6 +49,7 @@ class Network(TemplatePass, tf.Module):
         self.options = dict(options or {})  # network-wide config options (optimize_move_layers_out, ...)
         self.graph = NetGraph(self.net_dict, where=self.path_of("") or "network", path_of=self.path_of,
                               search=bool(self.option("search", False)))
+        self.graph.check_param_names()
         self.layers: dict[str, LayerBase] = {}
         self.templates: dict[str, Data] = {}
         self.losses: dict[str, Loss] = {}

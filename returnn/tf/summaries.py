@@ -40,4 +40,4 @@ class ScalarWriter:
                 for i, name in enumerate(names):
                     tf.summary.write(name, values[i], metadata=_SCALAR_METADATA)
 
-        return tf.function(write)
+        return tf.function(write, autograph=False)  # no tensor control flow; autograph leaves temp .py files

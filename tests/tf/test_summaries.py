@@ -33,3 +33,13 @@ def test_summaries_scalars_with_steps_and_plugin(tmp_path):
         (4, "train/cost:output", 0.25), (4, "train/grad_norm", 1.0)]
     assert {plugin for *_, plugin in events} == {"scalars"}
     assert len(writer._write_fns) == 2  # one traced writer per set of names
+
+
+
+def test_summaries_trace_without_autograph(tmp_path):
+    """Autograph converts a function into a temp .py file (removed only at a clean exit: a killed run leaves it);
+    the write function has no tensor control flow to convert. (Autograph caches by code object, so a temp dir
+    check would pass once any earlier test traced it: the flag is checked instead.)"""
+    writer = ScalarWriter(str(tmp_path))
+    write_fn = writer._make_write_fn(("a",))
+    assert write_fn._autograph is False

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from returnn.tf.network import Network
 
 __all__ = ["CommonOpts", "LAYER_CLASSES", "LayerBase", "LayerContext", "LayerOpts", "get_layer_class",
-           "layer_ref", "module_name", "register_layer"]
+           "layer_ref", "module_name", "param_path", "register_layer"]
 
 LAYER_CLASSES: dict[str, type[LayerBase]] = {}
 
@@ -221,6 +221,12 @@ class LayerContext:
 _PARAM_NAME = re.compile(r"[^A-Za-z0-9_.\-/]")
 
 
+def param_path(path: str) -> str:
+    """The variable name for a layer or param path: characters other than letters, digits and ``_.-/`` become
+    ``_`` (``"enc 1/W"`` -> ``"enc_1/W"``), so layers whose names differ only in those would share names."""
+    return _PARAM_NAME.sub("_", path)
+
+
 def module_name(name: str) -> str:
     """A valid ``tf.Module`` name for a layer name (other characters become ``_``)."""
     name = re.sub(r"\W", "_", name)
@@ -348,7 +354,7 @@ class LayerBase(tf.Module):
 
     def param_name(self, name: str) -> str:
         """The variable name of param ``name``: ``<layer path>/<name>`` (``sub/lstm0_fw/W``)."""
-        return _PARAM_NAME.sub("_", f"{self.ctx.path}/{name}")
+        return param_path(f"{self.ctx.path}/{name}")
 
     def l2_loss(self) -> Any:
         """``L2`` times the sum of half squared params of this layer (None when ``L2`` is unset)."""

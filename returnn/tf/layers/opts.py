@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from typing import Any, Mapping
@@ -53,6 +54,12 @@ def _describe_hint(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The resolved annotations of an options class (resolved once: building a layer asks for them each time)."""
+    return typing.get_type_hints(cls)
+
+
 class LayerOpts:
     """Base of every layer's ``Opts``; subclasses become frozen dataclasses automatically."""
 
@@ -82,7 +89,7 @@ class LayerOpts:
         unknown = [key for key in values if key not in cls.field_names()]
         if unknown:
             raise LayerConfigError(f"{where}: unknown option {unknown[0]!r}{did_you_mean(unknown[0], cls.field_names())}")
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)
         missing = [field.name for field in dataclasses.fields(cls)
                    if field.name not in values and field.default is dataclasses.MISSING
                    and field.default_factory is dataclasses.MISSING]

@@ -4,6 +4,8 @@ The library is cached under ``$RETURNN_NATIVE_OP_CACHE`` (default: the user cach
 ``$XDG_CACHE_HOME/returnn/native_op`` or ``~/.cache/returnn/native_op``), keyed by a hash of the
 sources, the TensorFlow version, the compiler, its flags and (for ``-march=native``) the host CPU.
 Two processes compiling at once serialize on a lock file; the library appears by atomic rename.
+A compile works in a temp folder ``.<op>@<host>@<pid>@<random>`` in the cache; one left by a killed
+compile is removed by the next build (see ``remove_stale_temp_dirs``).
 
 Environment overrides: ``RETURNN_NATIVE_OP_CXX`` (C++ compiler), ``RETURNN_NATIVE_OP_NVCC``,
 ``RETURNN_NATIVE_OP_MARCH`` (``-march`` value, default ``native``; use e.g. ``x86-64-v3`` when the
@@ -16,8 +18,10 @@ import fcntl
 import hashlib
 import os
 import platform
+import re
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -35,6 +39,9 @@ NVCC_FLAGS = ("-c", "-O3", "--std=c++17", "-Xcompiler", "-fPIC")
 CUDA_ARCHS = ("75", "80", "86", "89", "90")
 FALLBACK_HINT = 'use "unit": "lstmblock" or "unit": "standardlstm" in the rec layer instead'
 _MAX_ERROR_LINES = 15
+STALE_TEMP_AGE_S = 3600.0  # a temp folder of another host (or of an unknown owner) this old is a leftover
+_TEMP_DIR = re.compile(r"^\.(?P<op>[^@]+)@(?P<host>[^@]+)@(?P<pid>\d+)@[^@]*$")
+_OLD_TEMP_DIR = re.compile(r"^\.[A-Za-z0-9_]+-[A-Za-z0-9_]{8}$")  # named before the owner was in the name
 
 
 @dataclass(frozen=True)
@@ -189,10 +196,53 @@ def _run(cmd: Sequence[str], spec: OpSpec) -> None:
         )
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _is_stale(name: str, path: str, now: float) -> bool:
+    """A temp folder of this host whose owner process is gone, or one an hour old of another host / no owner;
+    a folder of a live process on this host is never stale, however long its compile takes."""
+    match = _TEMP_DIR.match(name)
+    if match is None and not _OLD_TEMP_DIR.match(name):
+        return False  # not a compile's temp folder
+    if match is not None and match["host"] == socket.gethostname():
+        return not _pid_alive(int(match["pid"]))
+    try:
+        return now - os.stat(path).st_mtime > STALE_TEMP_AGE_S
+    except OSError:
+        return False  # removed meanwhile
+
+
+def remove_stale_temp_dirs(directory: str) -> list[str]:
+    """Remove temp folders left in the cache ``directory`` by killed compiles (see ``_is_stale``); returns their
+    names. A concurrent compile's folder is kept: its owner is alive (this host) or it is fresh (another host)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    now, removed = time.time(), []
+    for name in names:
+        path = os.path.join(directory, name)
+        if name.startswith(".") and os.path.isdir(path) and not os.path.islink(path) and _is_stale(name, path, now):
+            shutil.rmtree(path, ignore_errors=True)  # another build may remove it at the same time
+            removed.append(name)
+    if removed:
+        logger.log(DETAIL, f"Removed {len(removed)} stale native op temp folder(s) in {directory}: {', '.join(removed)}")
+    return removed
+
+
 def _compile_into(spec: OpSpec, compiler: str, target: str) -> None:
-    """Compile to a temp file in the cache folder and rename it to ``target``."""
+    """Compile in a temp folder (named after this host and process) of the cache folder; rename to ``target``."""
     directory = os.path.dirname(target)
-    with tempfile.TemporaryDirectory(prefix=f".{spec.name}-", dir=directory) as tmp:
+    prefix = f".{spec.name}@{socket.gethostname()}@{os.getpid()}@"
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=directory) as tmp:
         cuda_object = None
         if use_cuda() and spec.cu_source:
             check_nvcc_version(find_nvcc(), spec)
@@ -207,6 +257,7 @@ def build(spec: OpSpec, *, compiler: str | None = None) -> str:
     """Path of the compiled library for ``spec``, compiling it first when it is not cached."""
     compiler = find_compiler(compiler)
     target = library_path(spec, compiler=compiler)
+    remove_stale_temp_dirs(os.path.dirname(target))  # a listdir: builds run once per process and op
     if os.path.exists(target):
         return target
     os.makedirs(os.path.dirname(target), exist_ok=True)

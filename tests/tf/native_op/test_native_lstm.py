@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 import stat
+import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -212,3 +215,26 @@ def test_native_lstm_gpu_kernels_typecheck_against_tf_headers(tmp_path, monkeypa
     compile_only = cmd[: cmd.index("-o")] + ["-fsyntax-only"]
     assert "-DGOOGLE_CUDA=1" in compile_only
     build._run([flag for flag in compile_only if flag not in ("-shared", "-O3")], lstm.LSTM_OP)
+
+
+def test_build_removes_temp_folders_of_killed_compiles_only(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RETURNN_NATIVE_OP_CACHE", str(cache))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host, hour_ago = socket.gethostname(), time.time() - 2 * build.STALE_TEMP_AGE_S
+    folders = {"killed": f".lstm@{host}@{dead.pid}@abc", "running": f".lstm@{host}@{os.getpid()}@def",
+               "other_host_fresh": ".lstm@elsewhere@1@ghi", "other_host_old": ".lstm@elsewhere@2@jkl",
+               "unnamed_old": ".lstm-k2j4h5g6", "unnamed_fresh": ".lstm-a1b2c3d4", "not_ours": ".git"}
+    for name, folder in folders.items():
+        (cache / folder).mkdir(parents=True)
+        (cache / folder / "lstm_cu.o").write_text("partial")
+        if name.endswith("old") or name == "not_ours":
+            os.utime(cache / folder, (hour_ago, hour_ago))
+    compiler = write_fake_compiler(str(tmp_path / "fake-cxx"), str(tmp_path / "runs"))
+    build.build(lstm.LSTM_OP, compiler=compiler)
+    kept = {name for name, folder in folders.items() if (cache / folder).exists()}
+    assert kept == {"running", "other_host_fresh", "unnamed_fresh", "not_ours"}
+    # the compile's own temp folder is gone too
+    assert sorted(p for p in os.listdir(cache) if p.startswith(".lstm@")) == sorted([folders["running"],
+                                                                                     folders["other_host_fresh"]])
