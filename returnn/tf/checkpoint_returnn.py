@@ -25,9 +25,12 @@ _LSTM_FORGET_BIAS = 1.0  # TF's LSTMCell / BasicLSTMCell add it at runtime; our 
 
 
 def is_returnn_checkpoint(names) -> bool:
-    """Whether a checkpoint's variable names are RETURNN's: its ``global_step`` and none of our ``updater/``."""
+    """Whether a checkpoint's variable names are RETURNN's: none of our ``updater/`` state, and RETURNN's
+    ``global_step`` or a rec layer's ``rec`` scope (``fw/rec/W``)."""
     names = list(names)
-    return RETURNN_STEP_VAR in names and not any(n.startswith(OUR_MARKER_PREFIX) for n in names)
+    if any(n.startswith(OUR_MARKER_PREFIX) for n in names):
+        return False
+    return RETURNN_STEP_VAR in names or any("/rec/" in n for n in names)
 
 
 def rec_scope_variants(name: str) -> list[str]:

@@ -119,7 +119,7 @@ class Engine:
             ckpt.load_checkpoint(prefix, self.network.get_params())
             logger.info(f"Loaded model {prefix} (written by RETURNN: variable names and layouts mapped)")
             if not params_only and self.updater is not None:
-                step = ckpt.read_checkpoint(prefix)[RETURNN_STEP_VAR]
+                step = ckpt.read_checkpoint(prefix).get(RETURNN_STEP_VAR, 0)
                 self.updater.global_train_step.assign(int(step))
                 logger.info(f"Continuing from a RETURNN checkpoint at train step {int(step)}: the optimizer state "
                             "starts fresh (RETURNN's is not carried over)")
