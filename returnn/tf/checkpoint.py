@@ -10,6 +10,7 @@ index are renamed into place, so a checkpoint whose ``.index`` exists is complet
 from __future__ import annotations
 
 import contextlib
+import difflib
 import glob
 import os
 import re
@@ -22,7 +23,6 @@ import tensorflow as tf
 from returnn.errors import ReturnnError
 from returnn.log import logger
 from returnn.tf.checkpoint_returnn import is_returnn_checkpoint, missing_conv_bias, returnn_value
-from returnn.tf.layers.opts import did_you_mean
 
 _TMP_MARK = ".tmp-"
 
@@ -110,10 +110,11 @@ def _stored_value(key: str, var: tf.Variable, stored: Mapping[str, np.ndarray], 
 
 def _missing_message(prefix: str, missing: list[str], stored: Mapping[str, np.ndarray], from_returnn: bool) -> str:
     """The names the model wants and the file lacks, each with the file's closest name, and what the file has."""
+    plain = {name.replace("/rec/", "/"): name for name in stored}  # RETURNN's rec scopes compared away
     hints = []
     for key in missing[:8]:
-        close = did_you_mean(key, stored)
-        hints.append(f"{key} ({close[2:]})" if close else key)
+        close = difflib.get_close_matches(key, list(plain), n=1, cutoff=0.6)
+        hints.append(f"{key} (did you mean {plain[close[0]]!r}?)" if close else key)
     kind = "RETURNN checkpoint" if from_returnn else "checkpoint"
     return (f"{kind} {prefix!r} lacks {len(missing)} variable(s) of the model: {', '.join(hints)}"
             f"{' ...' if len(missing) > 8 else ''}; it has: {', '.join(sorted(stored)[:12])}"
