@@ -3,8 +3,8 @@
 Variables are stored under their own names (``lstm0_fw/W``, ``updater/optimizer/lstm0_fw.W/m``), as
 RETURNN's checkpoints are, so ``tf.train.load_checkpoint`` lists them readably and a layer's params can
 be loaded from another model by name. Checkpoints written by RETURNN's TF backend load too: their names
-and layouts are mapped to ours (``returnn.tf.checkpoint_returnn``). A save goes to a temp prefix first; the data file and then the
-index are renamed into place, so a checkpoint whose ``.index`` exists is complete.
+and layouts are mapped to ours (``returnn.tf.checkpoint_returnn``). A save goes to a temp prefix first;
+the data file and then the index are renamed into place, so a checkpoint whose ``.index`` exists is complete.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ import tensorflow as tf
 from returnn.config import Config
 from returnn.datasets import SimpleHDFWriter
 from returnn.log import logger
-from returnn.tf.checkpoint import CheckpointError, is_returnn_checkpoint_file, load_checkpoint, read_checkpoint, save_checkpoint
+from returnn.tf.checkpoint import (CheckpointError, is_returnn_checkpoint_file, load_checkpoint, read_checkpoint,
+                                   save_checkpoint)
 from returnn.tf.engine import Engine
 from returnn.tf.engine_tasks import run_forward
 from returnn.testing import build_network
