@@ -21,6 +21,7 @@ from returnn.errors import ConfigError, ReturnnError
 from returnn.log import DETAIL, logger
 from returnn.lr_control import LearningRateControl, learning_rate_control_from_config
 from returnn.tf import checkpoint as ckpt
+from returnn.tf.checkpoint_returnn import RETURNN_STEP_VAR
 from returnn.tf.model_cleanup import cleanup_options, epochs_to_delete
 from returnn.tf.network import Network
 from returnn.tf.pretrain import pretrain_from_config
@@ -110,7 +111,19 @@ class Engine:
         return prefix
 
     def load_model(self, prefix: str, *, params_only: bool = False) -> None:
-        """Load a checkpoint (params only, or with the updater state when training)."""
+        """Load a checkpoint (params only, or with the updater state when training).
+
+        A RETURNN checkpoint gives the params (names mapped) and the train step; the optimizer state starts fresh.
+        """
+        if ckpt.is_returnn_checkpoint_file(prefix):
+            ckpt.load_checkpoint(prefix, self.network.get_params())
+            logger.info(f"Loaded model {prefix} (written by RETURNN: variable names and layouts mapped)")
+            if not params_only and self.updater is not None:
+                step = ckpt.read_checkpoint(prefix).get(RETURNN_STEP_VAR, 0)
+                self.updater.global_train_step.assign(int(step))
+                logger.info(f"Continuing from a RETURNN checkpoint at train step {int(step)}: the optimizer state "
+                            "starts fresh (RETURNN's is not carried over)")
+            return
         variables = self.network.get_params() if params_only else self.checkpoint_variables()
         ckpt.load_checkpoint(prefix, variables, ignore_missing=False)
         logger.info(f"Loaded model {prefix}")
