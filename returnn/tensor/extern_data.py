@@ -11,7 +11,7 @@ from returnn.tensor.dim import FEATURE, SPATIAL, Dim, batch_dim
 
 _KNOWN_OPTS = (
     "dim", "shape", "sparse", "dtype", "available_for_inference", "time_dim_axis", "feature_dim_axis",
-    "batch_dim_axis", "dims", "sparse_dim",
+    "batch_dim_axis", "dims", "dim_tags", "sparse_dim",
 )
 _UNSET: Any = object()
 
@@ -70,6 +70,10 @@ def data_from_opts(key: str, opts: Mapping[str, Any]) -> Data:
     unknown = sorted(set(opts) - set(_KNOWN_OPTS))
     if unknown:
         raise ConfigError(f'extern_data["{key}"]: unknown options {unknown}; known: {", ".join(_KNOWN_OPTS)}')
+    if "dim_tags" in opts:  # RETURNN's older name of "dims"
+        if "dims" in opts:
+            raise ConfigError(f'extern_data["{key}"]: has both "dims" and "dim_tags" (its older name); keep one')
+        opts = {("dims" if k == "dim_tags" else k): v for k, v in opts.items()}
     if "dims" in opts:
         return _data_from_dims(key, opts)
     if opts.get("batch_dim_axis", 0) != 0:
