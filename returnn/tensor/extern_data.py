@@ -186,3 +186,17 @@ class ExternData(Mapping[str, Data]):
 
     def __repr__(self) -> str:
         return f"ExternData({list(self._data.values())!r})"
+
+
+def check_dataset_matches_extern_data(dataset: Any, extern_data: Mapping[str, Data], key: str) -> None:
+    """Each extern data key the dataset provides must agree in dim and sparsity; a clear error names both."""
+    for data_key in dataset.get_data_keys():
+        if data_key not in extern_data:
+            continue
+        template = extern_data[data_key]
+        want_dim = template.sparse_dim.size if template.sparse else template.dim
+        have_dim, have_sparse = dataset.get_data_dim(data_key), dataset.is_data_sparse(data_key)
+        if have_sparse != template.sparse or (want_dim is not None and have_dim != want_dim):
+            raise ConfigError(
+                f'config key "{key}": data key {data_key!r} has dim {have_dim} ({"sparse" if have_sparse else "dense"}), '
+                f'but extern_data (or num_inputs/num_outputs) says dim {want_dim} ({"sparse" if template.sparse else "dense"})')
