@@ -32,9 +32,6 @@ class _NotSpecifiedMeta(type):
     def __str__(cls) -> str:
         return "NotSpecified"
 
-    def __bool__(cls) -> bool:
-        return False
-
 
 class NotSpecified(metaclass=_NotSpecifiedMeta):
     """The class itself marks an argument that was not given (where None is a meaningful value):

@@ -77,9 +77,15 @@ def nd_indices(indices: Any, batch_axis: int = 0, indices_batch_major: bool | No
 
 
 def where_bc(condition: Any, x: Any, y: Any, name: str = "where_bc") -> Any:
-    """``tf.where`` with the three arguments broadcast against each other."""
+    """``tf.where`` with the three arguments broadcast against each other; a Python number takes the other's dtype."""
     with tf.name_scope(name):
-        condition, x, y = tf.convert_to_tensor(condition), tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+        condition = tf.convert_to_tensor(condition)
+        if isinstance(x, (int, float)) and not isinstance(y, (int, float)):
+            y = tf.convert_to_tensor(y)
+            x = tf.convert_to_tensor(x, dtype=y.dtype)
+        else:
+            x = tf.convert_to_tensor(x)
+            y = tf.convert_to_tensor(y, dtype=x.dtype)
         shape = tf.broadcast_dynamic_shape(tf.shape(condition), tf.broadcast_dynamic_shape(tf.shape(x), tf.shape(y)))
         return tf.where(tf.broadcast_to(condition, shape), tf.broadcast_to(x, shape), tf.broadcast_to(y, shape))
 
