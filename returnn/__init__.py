@@ -1,6 +1,7 @@
 """A config-driven recurrent network framework on TensorFlow 2, compatible with RETURNN configs and files."""
 
 __version__ = "0.1.0"
+__long_version__ = __version__  # RETURNN adds the git commit here; we are versioned by release only
 
 import os as _os
 

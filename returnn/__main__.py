@@ -10,7 +10,7 @@ import traceback
 from typing import Sequence
 
 import returnn
-from returnn.config import Config
+from returnn.config import Config, set_global_config
 from returnn.errors import ReturnnError
 from returnn.log import init_log_from_config, logger
 from returnn.tasks import check_backend, known_tasks, run_task
@@ -47,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args or _debug_override(args)
     args = [arg for arg in args if arg != "--debug"]
     config = Config()
+    set_global_config(config)  # a Python config may call get_global_config() while it is loaded
     try:
         config.parse_cmd_args(args)
         debug = debug or config.bool("debug", False)

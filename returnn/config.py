@@ -259,3 +259,32 @@ def _is_python_file(path: str) -> bool:
             return f.read(2) == "#!"
     except (OSError, UnicodeDecodeError):
         return False
+
+
+_global_config: Config | None = None
+
+
+def set_global_config(config: Config | None) -> None:
+    """Make ``config`` the one ``get_global_config`` returns (``rnn.py`` sets the config it runs)."""
+    global _global_config
+    _global_config = config
+
+
+def get_global_config(*, raise_exception: bool = True, auto_create: bool = False,
+                      return_empty_if_none: bool = False) -> Config | None:
+    """The config being run, as RETURNN's ``get_global_config``.
+
+    None set: ``auto_create`` makes a new empty one and sets it, ``return_empty_if_none`` returns a new empty
+    one without setting it; else a ConfigError when ``raise_exception``, or None.
+    """
+    if _global_config is not None:
+        return _global_config
+    if auto_create:
+        set_global_config(Config())
+        return _global_config
+    if return_empty_if_none:
+        return Config()
+    if raise_exception:
+        raise ConfigError("get_global_config(): no config is being run (rnn.py sets it; a script can call "
+                          "get_global_config(auto_create=True) or set_global_config(config))")
+    return None

@@ -236,3 +236,15 @@ def test_config_malformed_files_name_file_and_line(tmp_path, name, text, pattern
 def test_config_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         Config().load_file(str(tmp_path / "nope.config"))
+
+
+def test_get_global_config_raises_creates_or_returns_the_set_one():
+    from returnn.config import get_global_config, set_global_config
+    set_global_config(None)
+    with pytest.raises(ConfigError, match=r"get_global_config\(\): no config is being run"):
+        get_global_config()
+    assert get_global_config(raise_exception=False) is None
+    assert isinstance(get_global_config(return_empty_if_none=True), Config)
+    created = get_global_config(auto_create=True)
+    assert get_global_config() is created
+    set_global_config(None)

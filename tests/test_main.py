@@ -109,3 +109,27 @@ def test_main_writes_log_file_with_timestamps(tmp_path):
     text = log_path.read_text()
     assert "Task: nop" in text
     assert text[:4].isdigit() and text[4] == "-"  # starts with a date
+
+
+def test_main_runs_a_config_with_returnns_imports_and_sets_the_global_config(tmp_path, capsys):
+    """The first lines of RETURNN's demo configs import these names; get_global_config() is the config run."""
+    cfg = tmp_path / "demo.config"
+    cfg.write_text(
+        "#!rnn.py\n"
+        "from returnn.util.basic import get_login_username, NotSpecified, BackendEngine\n"
+        "from returnn.tf.util.data import DimensionTag, batch_dim, SpatialDim, FeatureDim\n"
+        "from returnn.tensor import Tensor, TensorDict, Dim, single_step_dim\n"
+        "from returnn.tf.util.basic import nd_indices, safe_log, where_bc\n"
+        "from returnn.tf.network import TFNetwork\n"
+        "from returnn.config import get_global_config\n"
+        "task = 'nop'\n"
+        "log_verbosity = 2\n"
+        "model = '/tmp/%s/demo/model' % get_login_username()\n"
+        "time_dim = DimensionTag(kind=DimensionTag.Types.Spatial, description='time')\n"
+        "seen_keys = sorted(get_global_config().typed_dict)\n")
+    assert main([str(cfg)]) == 0
+    assert "Task: nop" in capsys.readouterr().out
+    from returnn.config import get_global_config
+    config = get_global_config()
+    assert config.value("model").endswith("/demo/model") and config.typed_value("time_dim").kind == "spatial"
+    assert config.typed_value("seen_keys") == []  # read while the file was loaded: the config being built

@@ -19,6 +19,13 @@ class Dim:
 
     __slots__ = ("name", "size", "kind")
 
+    class Types:
+        """RETURNN's names of the dim kinds (``Dim.Types.Spatial``)."""
+
+        Batch = BATCH
+        Spatial = SPATIAL
+        Feature = FEATURE
+
     def __init__(self, size: int | None, name: str, *, kind: str = SPATIAL):
         if kind not in KINDS:
             raise ValueError(f"Dim {name!r}: kind must be one of {KINDS}, got {kind!r}")
@@ -32,6 +39,16 @@ class Dim:
     def is_dynamic(self) -> bool:
         """Whether the size varies per batch (a time dim or other sequence-length dim)."""
         return self.size is None
+
+    @property
+    def dimension(self) -> int | None:
+        """RETURNN's name for ``size``."""
+        return self.size
+
+    @property
+    def description(self) -> str:
+        """RETURNN's name for ``name``."""
+        return self.name
 
     @property
     def is_batch(self) -> bool:
@@ -84,3 +101,18 @@ def feature_dim(size: int | None, name: str) -> Dim:
 def spatial_dim(size: int | None, name: str) -> Dim:
     """A new spatial dim (time or another sequence-like axis)."""
     return Dim(size, name, kind=SPATIAL)
+
+
+# RETURNN's constructors, argument order as there: description first.
+def FeatureDim(description: str, dimension: int | None) -> Dim:  # noqa: N802 (RETURNN's name)
+    """A new feature dim, as RETURNN's ``FeatureDim("hidden", 512)``."""
+    return Dim(dimension, description, kind=FEATURE)
+
+
+def SpatialDim(description: str, dimension: int | None = None) -> Dim:  # noqa: N802 (RETURNN's name)
+    """A new spatial dim, dynamic unless ``dimension`` is given, as RETURNN's ``SpatialDim("time")``."""
+    return Dim(dimension, description, kind=SPATIAL)
+
+
+# RETURNN's marker of "one step of a loop" (a rec layer's axis); a static spatial dim of size 1.
+single_step_dim = Dim(1, "single-step", kind=SPATIAL)

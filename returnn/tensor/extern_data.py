@@ -13,7 +13,7 @@ from returnn.tensor.dim import FEATURE, SPATIAL, Dim, batch_dim
 
 _KNOWN_OPTS = (
     "dim", "shape", "sparse", "dtype", "available_for_inference", "time_dim_axis", "feature_dim_axis",
-    "batch_dim_axis", "dims", "sparse_dim",
+    "batch_dim_axis", "dims", "dim_tags", "sparse_dim",
 )
 _UNSET: Any = object()
 
@@ -84,6 +84,10 @@ def data_from_opts(key: str, opts: Mapping[str, Any]) -> Data:
     unknown = sorted(set(opts) - set(_KNOWN_OPTS))
     if unknown:
         raise ConfigError(f'extern_data["{key}"]: unknown options {unknown}; known: {", ".join(_KNOWN_OPTS)}')
+    if "dim_tags" in opts:  # RETURNN's older name of "dims"
+        if "dims" in opts:
+            raise ConfigError(f'extern_data["{key}"]: has both "dims" and "dim_tags" (its older name); keep one')
+        opts = {("dims" if k == "dim_tags" else k): v for k, v in opts.items()}
     if "dims" in opts:
         return _data_from_dims(key, opts)
     if opts.get("batch_dim_axis", 0) != 0:
@@ -207,3 +211,17 @@ class ExternData(Mapping[str, Data]):
 
     def __repr__(self) -> str:
         return f"ExternData({list(self._data.values())!r})"
+
+
+def check_dataset_matches_extern_data(dataset: Any, extern_data: Mapping[str, Data], key: str) -> None:
+    """Each extern data key the dataset provides must agree in dim and sparsity; a clear error names both."""
+    for data_key in dataset.get_data_keys():
+        if data_key not in extern_data:
+            continue
+        template = extern_data[data_key]
+        want_dim = template.sparse_dim.size if template.sparse else template.dim
+        have_dim, have_sparse = dataset.get_data_dim(data_key), dataset.is_data_sparse(data_key)
+        if have_sparse != template.sparse or (want_dim is not None and have_dim != want_dim):
+            raise ConfigError(
+                f'config key "{key}": data key {data_key!r} has dim {have_dim} ({"sparse" if have_sparse else "dense"}), '
+                f'but extern_data (or num_inputs/num_outputs) says dim {want_dim} ({"sparse" if template.sparse else "dense"})')

@@ -15,16 +15,20 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from returnn.config import Config, get_global_config
 from returnn.datasets import Dataset, batch_generator_from_config
 from returnn.datasets.base import init_dataset_from_config
 from returnn.errors import ConfigError, ReturnnError
 from returnn.log import DETAIL, logger
 from returnn.lr_control import LearningRateControl, learning_rate_control_from_config
+from returnn.tensor.extern_data import check_dataset_matches_extern_data
 from returnn.tf import checkpoint as ckpt
 from returnn.tf.checkpoint_returnn import RETURNN_STEP_VAR
+from returnn.tf.forward import forward_to_hdf as _forward_to_hdf
 from returnn.tf.model_cleanup import cleanup_options, epochs_to_delete
 from returnn.tf.network import Network
 from returnn.tf.pretrain import pretrain_from_config
+from returnn.tf.search import search_and_write
 from returnn.tf.summaries import ScalarWriter
 from returnn.tf.steps import ScoreAccumulator, make_eval_step, make_train_step, warn_on_retrace
 from returnn.tf.updater import Updater
@@ -35,28 +39,18 @@ class NonFiniteScoreError(ReturnnError, FloatingPointError):
     """A training step gave a NaN or Inf loss (``stop_on_nonfinite_train_score``)."""
 
 
-def check_dataset_matches_extern_data(dataset: Dataset, extern_data, key: str) -> None:
-    """Each extern data key the dataset provides must agree in dim and sparsity; a clear error names both."""
-    for data_key in dataset.get_data_keys():
-        if data_key not in extern_data:
-            continue
-        template = extern_data[data_key]
-        want_dim = template.sparse_dim.size if template.sparse else template.dim
-        have_dim, have_sparse = dataset.get_data_dim(data_key), dataset.is_data_sparse(data_key)
-        if have_sparse != template.sparse or (want_dim is not None and have_dim != want_dim):
-            raise ConfigError(
-                f'config key "{key}": data key {data_key!r} has dim {have_dim} ({"sparse" if have_sparse else "dense"}), '
-                f'but extern_data (or num_inputs/num_outputs) says dim {want_dim} ({"sparse" if template.sparse else "dense"})')
-
-
 class Engine:
     """One network built from ``config["network"]``; tasks call ``train``, ``eval_model`` or ``forward_to_hdf``."""
 
-    def __init__(self, config, *, search: bool = False, output_layer: str | None = None):
-        self.config = config
+    def __init__(self, config: Config | None = None, *, search: bool = False, output_layer: str | None = None):
+        self.config = config if config is not None else get_global_config()
+        config = self.config
         tf.random.set_seed(config.int("random_seed", 42))
         # search: choice layers search, no losses; output_layer: what a task outputs is built too
-        self.network = Network.from_config(config, search=search, also_build=[output_layer] if output_layer else [])
+        self._search, self._output_layer = search, output_layer
+        self.network: Network | None = None  # without extern_data in the config: built from the first dataset given
+        if any(config.typed_value(key) is not None for key in ("extern_data", "num_inputs", "num_outputs")):
+            self._build_network(search=search, output_layer=output_layer)
         self.full_net_dict = self.net_dict = config.typed_value("network")
         self.pretrain = pretrain_from_config(config, self.full_net_dict)
         self.model = config.value("model")
@@ -67,6 +61,24 @@ class Engine:
         self._summary_writer = None
         self._steps_last_epoch: int | None = None
         self._memory_note_done = False
+        self._given_datasets: dict[str, Dataset | None] | None = None  # from init_train_from_config
+        self._start_epoch: int | None = None  # init_train done ahead of train (init_train_from_config)
+
+    def _build_network(self, *, search: bool, output_layer: str | None) -> None:
+        self._search, self._output_layer = search, output_layer
+        self.network = Network.from_config(self.config, search=search, also_build=[output_layer] if output_layer else [])
+        self._eval_step = None
+
+    def _network_for(self, dataset: Dataset | None) -> Network:
+        """The network; built first (extern_data from ``dataset``'s data keys) when the config has no extern_data."""
+        if self.network is None:
+            if dataset is None:
+                raise ConfigError('config needs "extern_data" (or "num_inputs" / "num_outputs"), or a dataset to take '
+                                  "it from: Engine.init_train_from_config(train_data=...)")
+            self.config.set("extern_data", dataset.get_extern_data(), origin=f"the data keys of dataset {dataset.name!r}")
+            logger.info(f"extern_data from dataset {dataset.name!r}: {', '.join(dataset.get_data_keys())}")
+            self._build_network(search=self._search, output_layer=self._output_layer)
+        return self.network
 
     # ---- datasets --------------------------------------------------------------------------
 
@@ -79,7 +91,7 @@ class Engine:
             dataset = init_dataset_from_config(self.config, key, train=train)
         except ReturnnError as exc:
             raise type(exc)(f'config key "{key}": {exc}') from exc
-        if dataset is not None:
+        if dataset is not None and self.network is not None:
             check_dataset_matches_extern_data(dataset, self.network.extern_data, key)
         return dataset
 
@@ -149,6 +161,30 @@ class Engine:
             loaded = ckpt.load_checkpoint(opts["filename"], chosen, name_map=mapping,
                                           ignore_missing=bool(opts.get("ignore_missing", False)))
             logger.info(f"preload_from_files {name!r}: {len(loaded)} params from {opts['filename']}")
+
+    def load_for_inference(self, *, allow_fresh: bool = False) -> int:
+        """Load ``load`` (a checkpoint path), else epoch ``load_epoch``, else the newest ``model.NNN``; returns the epoch.
+
+        ``allow_fresh`` (task forward): with no ``load``, no ``load_epoch`` and no checkpoint on disk, the params stay
+        freshly initialized (from ``random_seed``), with a warning, as in RETURNN; returns 0.
+        """
+        config = self.config
+        if config.value("load"):
+            self.load_model(config.value("load"), params_only=True)
+            return config.int("load_epoch", 1)
+        if allow_fresh and not config.has("load_epoch") and not (self.model and ckpt.existing_epochs(self.model)):
+            where = f'no complete checkpoint "{self.model}.NNN" on disk' if self.model else 'no "model" set'
+            logger.warning(f'no model to load ("load" not set, {where}): running with freshly initialized params '
+                           f'(random_seed {config.int("random_seed", 42)})')
+            return 0
+        model = self.model_prefix()
+        epochs = ckpt.existing_epochs(model)
+        epoch = config.int("load_epoch", epochs[-1] if epochs else 0)
+        if not epoch or epoch not in epochs:
+            raise ConfigError(f'no model to load: "model" is {model!r} and the complete checkpoints on disk are for '
+                              f"epochs {epochs or 'none'}" + (f"; load_epoch {epoch} is not among them" if epoch else ""))
+        self.load_model(ckpt.epoch_checkpoint_prefix(model, epoch), params_only=True)
+        return epoch
 
     # ---- the network of an epoch (pretraining grows it) ---------------------------------------
 
@@ -243,13 +279,17 @@ class Engine:
 
     def train(self) -> None:
         """Epochs ``1 .. num_epochs`` of ``train``, scoring ``dev`` and ``eval`` after each; resumes after a restart."""
-        train_data = self.dataset("train", train=True)
+        given = self._given_datasets
+        train_data = given["train"] if given is not None else self.dataset("train", train=True)
         if train_data is None:
             raise ConfigError('config key "train" is missing: task train needs a training dataset')
-        eval_sets = {key: ds for key in ("dev", "eval") if (ds := self.dataset(key)) is not None}
+        self._network_for(train_data)
+        eval_sets = {key: ds for key in ("dev", "eval")
+                     if (ds := given[key] if given is not None else self.dataset(key)) is not None}
         num_epochs = self.config.int("num_epochs", 5)
         cleanup_options(self.config.typed_value("cleanup_old_models"))  # a bad value fails now, not after an epoch
-        start_epoch = self.init_train()
+        start_epoch = self._start_epoch if self._start_epoch is not None else self.init_train()
+        self._start_epoch = None
         if start_epoch > num_epochs:
             logger.info(f"Training already finished: model for epoch {start_epoch - 1} exists (num_epochs {num_epochs})")
             return
@@ -406,6 +446,75 @@ class Engine:
         warn_on_retrace(step, "eval")
         return accumulator
 
+    # ---- RETURNN's scripting API (demos/demo-returnn-as-framework.py) ---------------------------
+
+    def _check_same_config(self, config: Config | None, method: str) -> None:
+        if config is not None and config is not self.config:
+            raise ConfigError(f"Engine.{method}: got another config than the one this Engine was built from; "
+                              "build a new Engine(config) for it")
+
+    def init_train_from_config(self, config: Config | None = None, train_data: Dataset | None = None,
+                               dev_data: Dataset | None = None, eval_data: Dataset | None = None) -> None:
+        """Prepare ``train``: the datasets given here replace the config's ``train``, ``dev`` and ``eval`` (if any is
+        given, only those are used); the updater is made and the newest checkpoint restored (``init_train``)."""
+        self._check_same_config(config, "init_train_from_config")
+        given = {"train": train_data, "dev": dev_data, "eval": eval_data}
+        self._network_for(next((dataset for dataset in given.values() if dataset is not None), None))
+        if any(dataset is not None for dataset in given.values()):
+            for key, dataset in given.items():
+                if dataset is not None:
+                    check_dataset_matches_extern_data(dataset, self.network.extern_data, key)
+            self._given_datasets = given
+        self._start_epoch = self.init_train()
+
+    def init_network_from_config(self, config: Config | None = None) -> None:
+        """Prepare ``forward_to_hdf`` / ``search`` / ``eval_dataset``: the network the config's ``task`` runs
+        (searching for task search), with params loaded by ``load_for_inference`` (task forward: fresh if none)."""
+        self._check_same_config(config, "init_network_from_config")
+        search, output_layer = task_network_options(self.config)
+        self._network_for(None)
+        if (search, output_layer) != (self._search, self._output_layer):
+            self._build_network(search=search, output_layer=output_layer)
+        self.epoch = self.load_for_inference(allow_fresh=self.config.value("task", "train") == "forward")
+
+    def forward_to_hdf(self, data: Dataset | None = None, output_file: str | None = None, combine_labels: str = "",
+                       batch_size: int = 0, output_layer: str | None = None) -> int:
+        """Write ``output_layer`` (default: config ``forward_output_layer``, else output) of every sequence of
+        ``data`` (default: config ``forward_data``, else ``eval``) to the HDF ``output_file`` (default: config
+        ``output_file``); ``batch_size`` 0: config ``forward_batch_size``, else ``batch_size``. Returns #seqs."""
+        config = self.config
+        if combine_labels:
+            raise ConfigError(f"Engine.forward_to_hdf: combine_labels={combine_labels!r} is not supported; "
+                              "forward writes the layer output itself")
+        if data is None:
+            data = self.dataset("forward_data" if config.has("forward_data") else "eval")
+            if data is None:
+                raise ConfigError('task forward needs a dataset: set "eval" (or "forward_data")')
+        else:
+            check_dataset_matches_extern_data(data, self._network_for(data).extern_data, "forward_data")
+        output_file = output_file or config.value("output_file")
+        if not output_file:
+            raise ConfigError('task forward needs "output_file" (the HDF file to write)')
+        batch_config = Config({"batch_size": batch_size or config.typed_value("forward_batch_size",
+                                                                              config.typed_value("batch_size", 1)),
+                               "max_seqs": config.int("max_seqs", -1)})
+        layer = output_layer or config.value("forward_output_layer", "output")
+        # fresh params (epoch 0) read the data in the order of epoch 1
+        return _forward_to_hdf(self.network, data, batch_config, layer=layer, output_file=output_file,
+                               epoch=self.epoch or 1)
+
+    def search(self, dataset: Dataset | None = None, do_eval: bool | None = None, output_layer_name: str | None = None,
+               output_file: str | None = None, output_file_format: str | None = None) -> dict:
+        """Beam search over ``dataset`` (default: config ``search_data``); arguments left None come from the config
+        keys ``search_do_eval``, ``search_output_layer``, ``search_output_file``, ``search_output_file_format``."""
+        return search_and_write(self, self.config, epoch=self.epoch or 1, dataset=dataset, do_eval=do_eval,
+                                layer=output_layer_name, output_file=output_file, output_file_format=output_file_format)
+
+    def finalize(self) -> None:
+        """Flush the TensorBoard summaries (RETURNN scripts call this at the end)."""
+        if self._summary_writer is not None:
+            self._summary_writer.flush()
+
     # ---- TensorBoard -----------------------------------------------------------------------------
 
     def _writer(self) -> ScalarWriter | None:
@@ -430,6 +539,16 @@ class Engine:
             values.update({f"epoch/{name}": value for name, value in _flat(errors).items()})
             writer.write(epoch, values)
             writer.flush()
+
+
+def task_network_options(config: Config) -> tuple[bool, str | None]:
+    """What the config's ``task`` builds besides the losses: (search?, output layer)."""
+    task = config.value("task", "train")
+    if task == "search":
+        return True, config.value("search_output_layer", "output")
+    if task == "forward":
+        return config.bool("forward_use_search", False), config.value("forward_output_layer", "output")
+    return False, None
 
 
 _LAST_BEST_KEYS = ("modulo", "filter_score", "only_last_n", "min_score_dist")

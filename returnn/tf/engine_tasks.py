@@ -5,10 +5,7 @@ from __future__ import annotations
 from returnn.config import Config
 from returnn.errors import ConfigError
 from returnn.log import logger
-from returnn.tf import checkpoint as ckpt
-from returnn.tf.engine import Engine
-from returnn.tf.forward import forward_to_hdf
-from returnn.tf.search import search_and_write
+from returnn.tf.engine import Engine, task_network_options
 from returnn.util.progress import format_scores
 
 
@@ -18,19 +15,8 @@ def run_train(config: Config) -> None:
 
 
 def load_for_inference(engine: Engine) -> int:
-    """Load ``load`` (a checkpoint path), else epoch ``load_epoch``, else the newest ``model.NNN``; returns the epoch."""
-    config = engine.config
-    if config.value("load"):
-        engine.load_model(config.value("load"), params_only=True)
-        return config.int("load_epoch", 1)
-    model = engine.model_prefix()
-    epochs = ckpt.existing_epochs(model)
-    epoch = config.int("load_epoch", epochs[-1] if epochs else 0)
-    if not epoch or epoch not in epochs:
-        raise ConfigError(f'no model to load: "model" is {model!r} and the complete checkpoints on disk are for '
-                          f"epochs {epochs or 'none'}" + (f"; load_epoch {epoch} is not among them" if epoch else ""))
-    engine.load_model(ckpt.epoch_checkpoint_prefix(model, epoch), params_only=True)
-    return epoch
+    """The params of a loaded model for eval (see ``Engine.load_for_inference``); returns the epoch."""
+    return engine.load_for_inference()
 
 
 def run_eval(config: Config) -> dict[str, dict]:
@@ -52,27 +38,19 @@ def run_eval(config: Config) -> dict[str, dict]:
 
 def run_forward(config: Config) -> None:
     """Task forward: ``forward_output_layer`` (default output) of every sequence of ``forward_data`` or ``eval``;
-    with ``forward_use_search`` the network searches (the best hypothesis of each sequence is written)."""
-    engine = Engine(config, search=config.bool("forward_use_search", False),
-                    output_layer=config.value("forward_output_layer", "output"))
-    epoch = load_for_inference(engine)
-    key = "forward_data" if config.has("forward_data") else "eval"
-    dataset = engine.dataset(key)
-    if dataset is None:
-        raise ConfigError('task forward needs a dataset: set "eval" (or "forward_data")')
-    output_file = config.value("output_file")
-    if not output_file:
-        raise ConfigError('task forward needs "output_file" (the HDF file to write)')
-    batch_config = Config({"batch_size": config.typed_value("forward_batch_size", config.typed_value("batch_size", 1)),
-                           "max_seqs": config.int("max_seqs", -1)})
-    num = forward_to_hdf(engine.network, dataset, batch_config, layer=config.value("forward_output_layer", "output"),
-                         output_file=output_file, epoch=epoch)
-    logger.info(f"forward: {num} sequences written to {output_file}")
+    with ``forward_use_search`` the network searches (the best hypothesis of each sequence is written). With no
+    model to load, the params stay freshly initialized (a warning says so)."""
+    search, output_layer = task_network_options(config)
+    engine = Engine(config, search=search, output_layer=output_layer)
+    engine.init_network_from_config()
+    num = engine.forward_to_hdf()
+    logger.info(f"forward: {num} sequences written to {config.value('output_file')}")
 
 
 def run_search(config: Config) -> dict:
     """Task search: beam search through the choice layers for every sequence of ``search_data`` (see
     ``returnn.tf.search``)."""
-    engine = Engine(config, search=True, output_layer=config.value("search_output_layer", "output"))
-    epoch = load_for_inference(engine)
-    return search_and_write(engine, config, epoch=epoch)
+    search, output_layer = task_network_options(config)
+    engine = Engine(config, search=search, output_layer=output_layer)
+    engine.init_network_from_config()
+    return engine.search()

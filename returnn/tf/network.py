@@ -21,7 +21,7 @@ from returnn.tf.losses import Loss, LossEntry, LossValue, make_loss
 from returnn.tf.net_graph import DATA, NetGraph, parse_from, parse_ref
 from returnn.tf.net_templates import DATA_PREFIX, TemplatePass, _Pending
 
-__all__ = ["LossEntry", "Network", "parse_from"]
+__all__ = ["LossEntry", "Network", "TFNetwork", "parse_from"]
 
 
 class Network(TemplatePass, tf.Module):
@@ -371,6 +371,13 @@ class Network(TemplatePass, tf.Module):
         terms += [term for term in (layer.l2_loss() for layer in self.layers.values()) if term is not None]
         return tf.add_n(terms) if terms else tf.constant(0.0)
 
+    def get_layer(self, name: str) -> LayerBase:
+        """The built layer ``name`` (RETURNN's ``TFNetwork.get_layer``); its ``out`` is the output template."""
+        if name not in self.layers:
+            raise LayerConfigError(f"get_layer: no layer {name!r} in {self.path_of('') or 'the network'}; "
+                                   f"built layers: {', '.join(self.layers) or 'none'}")
+        return self.layers[name]
+
     # ---- params ----
 
     def get_params(self) -> dict[str, tf.Variable]:
@@ -442,3 +449,6 @@ class Network(TemplatePass, tf.Module):
                                    f"it has: {', '.join(k for k in values if ':' not in k)}")
             feed[key] = np.asarray(values[key], dtype=spec.dtype.as_numpy_dtype)
         return feed
+
+
+TFNetwork = Network  # RETURNN's name (returnn.tf.network.TFNetwork)

@@ -16,8 +16,7 @@ from returnn.datasets.base import init_dataset_from_config
 from returnn.errors import ConfigError
 from returnn.log import STEP, logger
 from returnn.tensor.dim import BeamBatchDim
-from returnn.tensor.extern_data import seq_len_key
-from returnn.tf.engine import check_dataset_matches_extern_data
+from returnn.tensor.extern_data import check_dataset_matches_extern_data, seq_len_key
 from returnn.tf.net_graph import DATA, NetGraph
 from returnn.tf.network import Network
 from returnn.tf.search_output import SearchOutputWriter, labels_to_text
@@ -177,10 +176,13 @@ def _text(labels: np.ndarray, vocab: list[str] | None, bpe_join: bool) -> Any:
     return labels_to_text(labels, vocab, bpe_join=bpe_join)
 
 
-def search_and_write(engine: Any, config: Config, *, epoch: int) -> dict[str, Any]:
-    """Search every sequence of ``search_data``; returns ``{"num_seqs": n, "error": ErrorRate or None}``."""
+def search_and_write(engine: Any, config: Config, *, epoch: int, dataset: Dataset | None = None,
+                     layer: str | None = None, do_eval: bool | None = None, output_file: str | None = None,
+                     output_file_format: str | None = None) -> dict[str, Any]:
+    """Search every sequence of ``dataset`` (default: ``search_data``); the other arguments left None come from
+    the config keys. Returns ``{"num_seqs": n, "error": ErrorRate or None}``."""
     network: Network = engine.network
-    layer = config.value("search_output_layer", "output")
+    layer = layer or config.value("search_output_layer", "output")
     if layer not in network.layers:
         raise ConfigError(f'config key "search_output_layer": no layer {layer!r}; layers: {", ".join(network.layers)}')
     template = network.templates[layer]
@@ -189,16 +191,17 @@ def search_and_write(engine: Any, config: Config, *, epoch: int) -> dict[str, An
                           "sparse labels per sequence (a rec layer whose choice searches, or a decide layer on one)")
     beam = template.dims[template.batch_dim_axis]
     beam_size = beam.beam_size if isinstance(beam, BeamBatchDim) else None
-    data_key, dataset = search_dataset(config)
+    data_key, dataset = ("search_data", dataset) if dataset is not None else search_dataset(config)
     check_dataset_matches_extern_data(dataset, network.extern_data, data_key)
     net_dict = engine.full_net_dict
     target, _ = layer_target(net_dict, layer)
     vocab = vocab_for(dataset, net_dict, target)
     bpe_join = config.bool("search_output_bpe_join", False)
-    reference = reference_for(config, net_dict, layer, dataset) if config.bool("search_do_eval", True) else None
+    do_eval = config.bool("search_do_eval", True) if do_eval is None else do_eval
+    reference = reference_for(config, net_dict, layer, dataset) if do_eval else None
     scorer = SearchScorer(vocab, bpe_join=bpe_join) if reference is not None else None
-    out_file = config.value("search_output_file")
-    fmt = config.value("search_output_file_format", _format_from_name(out_file))
+    out_file = output_file or config.value("search_output_file")
+    fmt = output_file_format or config.value("search_output_file_format", _format_from_name(out_file))
     writer = SearchOutputWriter(out_file, fmt) if out_file else None
     search = search_function(network, layer)
     ref_forward = None if reference is None or reference.network is None else reference.network.forward_function()

@@ -401,3 +401,11 @@ def test_network_unknown_class_inside_a_rec_unit_names_the_sublayer():
         build_network({"output": {"class": "copy", "from": "dec"},
                        "dec": {"class": "rec", "from": "data", "unit": {
                            "output": {"class": "choise", "from": "data:source"}}}}, extern_data=EXTERN)
+
+
+def test_tfnetwork_is_network_and_get_layer_names_the_built_layers():
+    from returnn.tf.network import TFNetwork
+    net = build_network({"output": {"class": "linear", "from": "data", "n_out": 3}}, extern_data={"data": {"dim": 5}})
+    assert TFNetwork is Network and net.get_layer("output").out.dim == 3
+    with pytest.raises(LayerConfigError, match="get_layer: no layer 'outt'.*built layers: output"):
+        net.get_layer("outt")

@@ -1,0 +1,1 @@
+"""RETURNN's ``returnn.tf.util`` modules: ``basic`` (tensor helpers configs call) and ``data`` (Data, Dim)."""
