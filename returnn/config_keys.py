@@ -30,7 +30,7 @@ from returnn.util.suggest import closest_name
 NEAR_MISS_CUTOFF = 0.8
 
 FRAMEWORK_KEYS = frozenset("""
-    task backend use_tensorflow use_theano use_pytorch use_torch debug log log_verbosity
+    task backend behavior_version use_tensorflow use_theano use_pytorch use_torch debug log log_verbosity
     extern_data num_inputs num_outputs sparse_input network random_seed
     train dev eval eval_datasets forward_data search_data
     batch_size max_seqs max_seq_length chunking min_chunk_size batching window shuffle_batches
@@ -53,7 +53,7 @@ FRAMEWORK_KEYS = frozenset("""
 RETURNN_KEYS = frozenset("""
     device tf_session_opts multiprocessing update_on_device cache_size start_epoch start_batch stop
     truncation use_tensorflow_native_lstm calculate_exp_loss use_horovod
-    behavior_version max_seq_length_default_target
+    max_seq_length_default_target
 """.split())
 
 _registered: set[str] = set()
