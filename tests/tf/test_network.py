@@ -393,3 +393,21 @@ def test_network_unknown_class_inside_a_rec_unit_names_the_sublayer():
         build_network({"output": {"class": "copy", "from": "dec"},
                        "dec": {"class": "rec", "from": "data", "unit": {
                            "output": {"class": "choise", "from": "data:source"}}}}, extern_data=EXTERN)
+
+
+def test_only_on_search_layer_built_only_in_a_search_network():
+    net_dict = {"output": {"class": "softmax", "from": "data", "loss": "ce"},
+                "search_out": {"class": "linear", "from": "data", "n_out": 3, "is_output_layer": True,
+                               "only_on_search": True}}
+    extern = {"data": {"dim": 5}, "classes": {"dim": 4, "sparse": True}}
+    assert set(Network(net_dict, extern_data=extern).layers) == {"output"}
+    searched = Network(net_dict, extern_data=extern, options={"search": True})
+    assert set(searched.layers) == {"output", "search_out"}
+
+
+def test_only_on_search_layer_read_without_search_names_reader():
+    net_dict = {"hid": {"class": "linear", "from": "data", "n_out": 3, "only_on_search": True},
+                "output": {"class": "softmax", "from": "hid", "loss": "ce"}}
+    extern = {"data": {"dim": 5}, "classes": {"dim": 4, "sparse": True}}
+    with pytest.raises(LayerConfigError, match=r"layer 'hid': \"only_on_search\".*without search.*read by 'output'"):
+        Network(net_dict, extern_data=extern)

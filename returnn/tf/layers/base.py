@@ -88,6 +88,7 @@ class CommonOpts(LayerOpts):
     param_init: str | float | None = None
     register_as_extern_data: str | None = None
     initial_output: Any = None
+    only_on_search: bool = False
 
     DOCS: ClassVar[dict[str, str]] = {
         "n_out": "the output dim; checked against the layer's output when the layer does not set it itself",
@@ -109,6 +110,8 @@ class CommonOpts(LayerOpts):
         "register_as_extern_data": 'make the output readable as "data:KEY" and as a loss "target" KEY',
         "initial_output": 'inside a rec "unit": the value "prev:" reads at step 0: 0 (default), "zeros", "ones", '
                           'a number, "base:LAYER", or "var" (a trained vector)',
+        "only_on_search": "build this layer only in a search network (beam search); a network without search "
+                          "leaves it out (it is no root there, and reading it is an error)",
     }
 
 
