@@ -124,6 +124,7 @@ class NetGraph:
             value = layer.get(field)
             texts += [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] \
                 if isinstance(value, (list, tuple)) else []
+        texts += cls.extra_refs(layer)
         if isinstance(layer.get("reuse_params"), str):
             texts.append(layer["reuse_params"])
         target = layer.get("target")

@@ -259,6 +259,12 @@ class LayerBase(tf.Module):
         return list(sources)
 
     @classmethod
+    def extra_refs(cls, layer_dict: Mapping[str, Any]) -> list[str]:
+        """Layers read through options that are not plain layer refs (e.g. a rec layer's ``initial_state``,
+        which may also be "zeros"); the network builds them first and passes their outputs in ``refs``."""
+        return []
+
+    @classmethod
     def searches(cls, layer_dict: Mapping[str, Any], *, search: bool) -> bool:
         """Whether this layer (a choice) keeps a beam of hypotheses in a network built with ``search``."""
         return False
