@@ -199,7 +199,8 @@ class LayerContext:
         return self.network.subnetwork(self, net_dict, extern_data=extern_data, loop=loop)
 
     def out_feature_dim(self, n_out: int | None, out_dim: Dim | None) -> Dim:
-        """The output feature dim from ``n_out`` / ``out_dim``, else the target's dim when there is a loss."""
+        """The output feature dim from ``n_out`` / ``out_dim``, else the dim of the loss target or of an explicit
+        ``target`` (RETURNN takes it from the target without a loss too, e.g. a softmax in a rec unit)."""
         if out_dim is not None:
             if n_out is not None and out_dim.size != n_out:
                 raise self.error(f'"n_out" {n_out} does not match "out_dim" {out_dim.describe()}')
@@ -208,9 +209,12 @@ class LayerContext:
             if n_out <= 0:
                 raise self.error(f'"n_out": expected a positive int, got {n_out}')
             return feature_dim(n_out, f"{self.name}:feature")
-        target_dim = None if self.target is None else (self.target.sparse_dim or self.target.feature_dim)
+        target = self.target
+        if target is None and isinstance(self.common.target, str):
+            target = self.network.target_template(self.common.target, requested_by=self.name)
+        target_dim = None if target is None else (target.sparse_dim or target.feature_dim)
         if target_dim is None:
-            raise self.error('needs "n_out" or "out_dim" (or a "loss" with a "target" to take the dim from)')
+            raise self.error('needs "n_out" or "out_dim" (or a "target" to take the dim from)')
         return target_dim
 
     def activation(self, name: str | None) -> Callable[[Any], Any]:
