@@ -23,6 +23,7 @@ from returnn.lr_control import LearningRateControl, learning_rate_control_from_c
 from returnn.tf import checkpoint as ckpt
 from returnn.tf.model_cleanup import cleanup_options, epochs_to_delete
 from returnn.tf.network import Network
+from returnn.tf.legacy_network import net_dict_from_config
 from returnn.tf.pretrain import pretrain_from_config
 from returnn.tf.summaries import ScalarWriter
 from returnn.tf.steps import ScoreAccumulator, make_eval_step, make_train_step, warn_on_retrace
@@ -56,7 +57,7 @@ class Engine:
         tf.random.set_seed(config.int("random_seed", 42))
         # search: choice layers search, no losses; output_layer: what a task outputs is built too
         self.network = Network.from_config(config, search=search, also_build=[output_layer] if output_layer else [])
-        self.full_net_dict = self.net_dict = config.typed_value("network")
+        self.full_net_dict = self.net_dict = net_dict_from_config(config)
         self.pretrain = pretrain_from_config(config, self.full_net_dict)
         self.model = config.value("model")
         self.updater: Updater | None = None
