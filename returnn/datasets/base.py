@@ -376,7 +376,8 @@ def get_dataset_class(name: str, *, config: Any = None) -> type[Dataset]:
 
 
 def _parse_string_spec(spec: str) -> dict:
-    """A dataset given as a string: a dict literal, or a path (or comma-separated paths) of HDF files."""
+    """A dataset given as a string: a dict literal, ``Module::Class(key=value, ...)``, or a path (or comma-separated
+    paths) of HDF files."""
     text = spec.strip()
     if text.startswith("{"):
         try:
@@ -388,7 +389,24 @@ def _parse_string_spec(spec: str) -> dict:
         return value
     if text.startswith("config:"):
         raise DatasetError(f"dataset {spec!r}: 'config:' references must be resolved by the config, not passed here")
+    if "::" in text:
+        return _parse_class_call(spec, text)
     return {"class": "HDFDataset", "files": [p for p in text.split(",") if p]}
+
+
+def _parse_class_call(spec: str, text: str) -> dict:
+    """RETURNN's ``"Module::Class(key=value, ...)"`` (e.g. ``GeneratingDataset::Task12AXDataset(num_seqs=1000)``):
+    the class by its name (the module part is RETURNN's file and not needed), literal keyword values."""
+    _, _, call = text.partition("::")
+    try:
+        node = ast.parse(call if "(" in call else call + "()", mode="eval").body
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.args:
+            raise ValueError("expected Class(key=value, ...)")
+        kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg is not None}
+    except (ValueError, SyntaxError) as exc:
+        raise DatasetError(f"dataset {spec!r}: expected 'Module::Class(key=value, ...)' with literal values: "
+                           f"{exc}") from None
+    return {"class": node.func.id, **kwargs}
 
 
 def init_dataset(

@@ -27,6 +27,7 @@ from returnn.tf.checkpoint_returnn import RETURNN_STEP_VAR
 from returnn.tf.forward import forward_to_hdf as _forward_to_hdf
 from returnn.tf.model_cleanup import cleanup_options, epochs_to_delete
 from returnn.tf.network import Network
+from returnn.tf.legacy_network import net_dict_from_config
 from returnn.tf.pretrain import pretrain_from_config
 from returnn.tf.search import search_and_write
 from returnn.tf.summaries import ScalarWriter
@@ -51,7 +52,7 @@ class Engine:
         self.network: Network | None = None  # without extern_data in the config: built from the first dataset given
         if any(config.typed_value(key) is not None for key in ("extern_data", "num_inputs", "num_outputs")):
             self._build_network(search=search, output_layer=output_layer)
-        self.full_net_dict = self.net_dict = config.typed_value("network")
+        self.full_net_dict = self.net_dict = net_dict_from_config(config)
         self.pretrain = pretrain_from_config(config, self.full_net_dict)
         self.model = config.value("model")
         self.updater: Updater | None = None

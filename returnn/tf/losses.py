@@ -171,6 +171,7 @@ class CrossEntropyLoss(FramewiseLoss):
 
     class Opts(Loss.Opts):
         label_smoothing: float = 0.0
+        use_fused: bool = True  # RETURNN's choice of TF op for the same value; accepted, no effect here
 
     def __call__(self, output: Data, target: Data) -> LossValue:
         log_probs = frame_log_probs(output)

@@ -64,7 +64,10 @@ def parse_from(value: Any, *, where: str) -> list[tuple[str, Any]]:
 
 def is_root(name: str, layer: Any, *, search: bool = False) -> bool:
     """Whether a layer is built for its own sake: ``output``, a loss, ``is_output_layer``, or a loss inside a
-    net dict nested in it (e.g. a softmax with a loss in a rec unit). A search network computes no losses."""
+    net dict nested in it (e.g. a softmax with a loss in a rec unit). A search network computes no losses;
+    a layer with ``only_on_search`` is built only in one."""
+    if isinstance(layer, Mapping) and layer.get("only_on_search") and not search:
+        return False
     if name == "output":
         return True
     if not isinstance(layer, Mapping):
@@ -121,6 +124,7 @@ class NetGraph:
             value = layer.get(field)
             texts += [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] \
                 if isinstance(value, (list, tuple)) else []
+        texts += cls.extra_refs(layer)
         if isinstance(layer.get("reuse_params"), str):
             texts.append(layer["reuse_params"])
         target = layer.get("target")
@@ -179,7 +183,20 @@ class NetGraph:
             for name in list(done):
                 pending += [dep for dep in self.prev_deps(name)
                             if dep in self.net_dict and dep not in done and dep not in pending]
+        if not self.search:
+            self._check_only_on_search(done)
         return list(done)
+
+    def _check_only_on_search(self, built: Iterable[str]) -> None:
+        """A layer marked ``only_on_search`` that a layer of a network without search reads is an error."""
+        for name in built:
+            layer = self.net_dict.get(name)
+            if not (isinstance(layer, Mapping) and layer.get("only_on_search")):
+                continue
+            readers = [other for other in built if other != name and name in self.depends_on(other)]
+            who = f"read by {', '.join(map(repr, readers))}" if readers else "asked for"
+            raise LayerConfigError(f"layer '{self._path_of(name)}': \"only_on_search\": the layer is only built in a "
+                                   f"search network, but this one is built without search and the layer is {who}")
 
     def unbuilt_deps(self, name: str, built: Container[str]) -> list[str]:
         """The layers ``name`` reads at the same step, transitively, that are not in ``built``, each after its

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from returnn.errors import ConfigError, DatasetError, LayerConfigError, LayerConstructionError
 from returnn.log import logger
+from returnn.tf.legacy_network import net_dict_from_config
 from returnn.tensor.data import Data
 from returnn.tensor.dim import batch_dim
 from returnn.tensor.extern_data import ExternData, batch_feed, seq_len_key, size_keys
@@ -83,9 +84,7 @@ class Network(TemplatePass, tf.Module):
         """From the config keys ``network``, ``extern_data`` (or ``num_inputs`` / ``num_outputs``), ``random_seed``;
         ``search``: built for beam search (choice layers search, no losses; see ``_keep_only_run_layers``);
         ``also_build``: layers built besides the roots (the layer a task outputs; unknown names are left out)."""
-        net_dict = config.typed_value("network")
-        if net_dict is None:
-            raise ConfigError('config key "network": missing; expected a dict of layer dicts')
+        net_dict = net_dict_from_config(config)
         if not isinstance(net_dict, Mapping):
             raise ConfigError(f'config key "network": expected a dict of layer dicts, got {type(net_dict).__name__}')
         options = {"optimize_move_layers_out": config.bool("optimize_move_layers_out", True), "search": search}

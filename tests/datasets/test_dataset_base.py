@@ -205,3 +205,10 @@ def test_init_dataset_from_config_applies_returnn_defaults(spec_example):
             super().__init__(num=num)
 
     assert init_dataset_from_config({"dev": {"class": Strict}}, "dev").num_seqs == 2
+
+
+def test_init_dataset_accepts_returnns_module_class_call_string():
+    ds = init_dataset("GeneratingDataset::Task12AXDataset(num_seqs=7, fixed_random_seed=1)")
+    assert type(ds).__name__ == "Task12AXDataset" and ds.num_seqs == 7
+    with pytest.raises(DatasetError, match=r"expected 'Module::Class\(key=value, \.\.\.\)' with literal values"):
+        init_dataset("GeneratingDataset::Task12AXDataset(num_seqs=os.getpid())")

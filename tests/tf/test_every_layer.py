@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from returnn.errors import LayerConfigError
 from returnn.tensor.data import Data
+from returnn.tensor.dim import batch_dim
 from returnn.tensor.extern_data import seq_len_key
 from returnn.testing import RandomBatch, build_network, random_batch, rec_loop_dict, rec_unit_network
 from returnn.tf.layers import LAYER_CLASSES, LayerBase, get_layer_class
@@ -76,14 +77,15 @@ def _check_matches_template(out: Data, template: Data, n_batch: int) -> None:
     assert out.dims == template.dims, f"{where}; template {template.describe()}"
     assert tf.as_dtype(out.tensor.dtype) == tf.as_dtype(template.dtype), f"{where}: dtype {out.tensor.dtype}"
     assert out.tensor.shape.rank == template.batch_ndim, where
+    out_batch = out.tensor.shape[template.batch_dim_axis] if template.batch_dim_axis is not None else n_batch
     for dim, size in zip(template.dims, out.tensor.shape):
-        if dim.is_batch:
-            assert size == n_batch, f"{where}: batch size {size}, fed {n_batch}"
+        if dim.is_batch:  # a layer may make its own batch dim (time_chunking: windows as batch entries)
+            assert size == n_batch or dim is not batch_dim, f"{where}: batch size {size}, fed {n_batch}"
         elif dim.size is not None:
             assert size == dim.size, f"{where}: {dim.describe()} has size {size}"
         elif dim in out.dyn_sizes:
             lens = out.dyn_sizes[dim].numpy()
-            assert lens.shape == (n_batch,) and lens.max() <= size, f"{where}: {dim.describe()} lengths {lens}"
+            assert lens.shape == (out_batch,) and lens.max() <= size, f"{where}: {dim.describe()} lengths {lens}"
 
 
 def test_harness_finds_the_layer_families():
@@ -204,6 +206,7 @@ NOT_LOOP_CAPABLE: dict[str, str] = {
     "swap_axes": _TIME_AXIS, "transpose": _TIME_AXIS, "softmax_over_spatial": _TIME_AXIS,
     "generic_attention": "its weights are a softmax over the time axis", "slice_nd": "its start is a length over T",
     "rec_last_output": "its example's rec layer runs over the time axis",
+    "time_chunking": "cuts the time axis into windows", "time_unchunking": "its chunking layer needs the time axis",
 }
 # Loop-capable, but the stacked per-step outputs are not the whole-sequence output (both are still run).
 NOT_FRAMEWISE: dict[str, str] = {

@@ -45,6 +45,12 @@ def test_ce_label_smoothing_and_dense_targets():
     np.testing.assert_allclose(values["dense_out"].loss.numpy(), -(dense * logp).sum(-1).mean(), rtol=1e-5)
 
 
+def test_ce_use_fused_is_accepted_and_changes_nothing():
+    _, _, _, fused = _losses({"output": {"class": "softmax", "loss": "ce", "loss_opts": {"use_fused": False}}})
+    _, _, _, plain = _losses({"output": {"class": "softmax", "loss": "ce"}})
+    np.testing.assert_allclose(fused["output"].loss.numpy(), plain["output"].loss.numpy(), rtol=1e-6)
+
+
 def test_padding_never_changes_a_loss():
     net_dict = {"output": {"class": "softmax", "loss": "ce"},
                 "reg": {"class": "linear", "n_out": 4, "loss": "mse", "target": "dense"},

@@ -409,3 +409,21 @@ def test_tfnetwork_is_network_and_get_layer_names_the_built_layers():
     assert TFNetwork is Network and net.get_layer("output").out.dim == 3
     with pytest.raises(LayerConfigError, match="get_layer: no layer 'outt'.*built layers: output"):
         net.get_layer("outt")
+
+
+def test_only_on_search_layer_built_only_in_a_search_network():
+    net_dict = {"output": {"class": "softmax", "from": "data", "loss": "ce"},
+                "search_out": {"class": "linear", "from": "data", "n_out": 3, "is_output_layer": True,
+                               "only_on_search": True}}
+    extern = {"data": {"dim": 5}, "classes": {"dim": 4, "sparse": True}}
+    assert set(Network(net_dict, extern_data=extern).layers) == {"output"}
+    searched = Network(net_dict, extern_data=extern, options={"search": True})
+    assert set(searched.layers) == {"output", "search_out"}
+
+
+def test_only_on_search_layer_read_without_search_names_reader():
+    net_dict = {"hid": {"class": "linear", "from": "data", "n_out": 3, "only_on_search": True},
+                "output": {"class": "softmax", "from": "hid", "loss": "ce"}}
+    extern = {"data": {"dim": 5}, "classes": {"dim": 4, "sparse": True}}
+    with pytest.raises(LayerConfigError, match=r"layer 'hid': \"only_on_search\".*without search.*read by 'output'"):
+        Network(net_dict, extern_data=extern)

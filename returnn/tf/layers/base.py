@@ -88,6 +88,7 @@ class CommonOpts(LayerOpts):
     param_init: str | float | None = None
     register_as_extern_data: str | None = None
     initial_output: Any = None
+    only_on_search: bool = False
 
     DOCS: ClassVar[dict[str, str]] = {
         "n_out": "the output dim; checked against the layer's output when the layer does not set it itself",
@@ -109,6 +110,8 @@ class CommonOpts(LayerOpts):
         "register_as_extern_data": 'make the output readable as "data:KEY" and as a loss "target" KEY',
         "initial_output": 'inside a rec "unit": the value "prev:" reads at step 0: 0 (default), "zeros", "ones", '
                           'a number, "base:LAYER", or "var" (a trained vector)',
+        "only_on_search": "build this layer only in a search network (beam search); a network without search "
+                          "leaves it out (it is no root there, and reading it is an error)",
     }
 
 
@@ -196,7 +199,8 @@ class LayerContext:
         return self.network.subnetwork(self, net_dict, extern_data=extern_data, loop=loop)
 
     def out_feature_dim(self, n_out: int | None, out_dim: Dim | None) -> Dim:
-        """The output feature dim from ``n_out`` / ``out_dim``, else the target's dim when there is a loss."""
+        """The output feature dim from ``n_out`` / ``out_dim``, else the dim of the loss target or of an explicit
+        ``target`` (RETURNN takes it from the target without a loss too, e.g. a softmax in a rec unit)."""
         if out_dim is not None:
             if n_out is not None and out_dim.size != n_out:
                 raise self.error(f'"n_out" {n_out} does not match "out_dim" {out_dim.describe()}')
@@ -205,9 +209,12 @@ class LayerContext:
             if n_out <= 0:
                 raise self.error(f'"n_out": expected a positive int, got {n_out}')
             return feature_dim(n_out, f"{self.name}:feature")
-        target_dim = None if self.target is None else (self.target.sparse_dim or self.target.feature_dim)
+        target = self.target
+        if target is None and isinstance(self.common.target, str):
+            target = self.network.target_template(self.common.target, requested_by=self.name)
+        target_dim = None if target is None else (target.sparse_dim or target.feature_dim)
         if target_dim is None:
-            raise self.error('needs "n_out" or "out_dim" (or a "loss" with a "target" to take the dim from)')
+            raise self.error('needs "n_out" or "out_dim" (or a "target" to take the dim from)')
         return target_dim
 
     def activation(self, name: str | None) -> Callable[[Any], Any]:
@@ -260,6 +267,12 @@ class LayerBase(tf.Module):
         """The "from" entries this layer reads with these options (a choice in training reads only its target);
         ``search``: the network is built for beam search."""
         return list(sources)
+
+    @classmethod
+    def extra_refs(cls, layer_dict: Mapping[str, Any]) -> list[str]:
+        """Layers read through options that are not plain layer refs (e.g. a rec layer's ``initial_state``,
+        which may also be "zeros"); the network builds them first and passes their outputs in ``refs``."""
+        return []
 
     @classmethod
     def searches(cls, layer_dict: Mapping[str, Any], *, search: bool) -> bool:

@@ -48,6 +48,11 @@ def test_linear_on_sparse_input_selects_rows():
     np.testing.assert_allclose(net(batch)["output"].numpy(), want, rtol=1e-6)
 
 
+def test_linear_takes_n_out_from_an_explicit_target_without_a_loss():
+    net = build_network({"output": {"class": "softmax", "from": "data", "target": "classes"}}, extern_data=EXTERN)
+    assert net.templates["output"].dim == 4
+
+
 def test_linear_needs_n_out():
     with pytest.raises(LayerConfigError, match=r"layer 'output' \(class \"linear\"\): needs \"n_out\" or \"out_dim\""):
         build_network({"output": {"class": "linear"}}, extern_data=EXTERN)

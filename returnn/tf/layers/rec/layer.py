@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 from returnn.tensor.data import Data
 from returnn.tensor.dim import Dim
 from returnn.tf.layers.base import LayerContext, LayerOpts, get_layer_class, register_layer
+from returnn.tf.layers.rec import initial_state as init_state
 from returnn.tf.layers.rec.subnet import RecLoop, check_unit_dict, plan_loop
 from returnn.tf.layers.rec.unit_layer import UnitLayerBase
 
@@ -21,6 +22,10 @@ class RecLayer(UnitLayerBase):
     ``unit``: nativelstm / lstm (default; the fused native op), nativelstm2, lstmblock, standardlstm,
     cudnnlstm (GPU), gru, rnn, or a TensorFlow cell name (BasicLSTM, LSTMBlockFused, GRU, BasicRNN, ...;
     case-insensitive); ``unit_opts`` go to the unit. ``direction`` -1 runs backwards in time.
+    ``initial_state``: the unit's state before the first frame: "zeros" (default), "ones", a number, "var"
+    (trained), a layer [B, n_out], or a dict per state part ({"c": ..., "h": ...}); see ``initial_state``.
+    ``unroll`` (RETURNN's static unrolling up to ``max_seq_len``) is accepted and changes nothing: the
+    units here loop over time as one op, with the same results.
     The output is time-major [T, B, n_out], zero on padded frames. Inside a rec loop, on an input
     without a time axis, the layer is a cell: [B, n_in] -> [B, n_out], one step per loop step, its state
     carried by the loop (zeros at the start). ``"<name>/last_state"`` is the state at each sequence's
@@ -52,6 +57,15 @@ class RecLayer(UnitLayerBase):
         size_target: str | None = None
         include_eos: bool = False
         optimize_move_layers_out: bool | None = None
+        initial_state: Any = None
+        unroll: bool = False
+
+    @classmethod
+    def extra_refs(cls, layer_dict: Mapping[str, Any]) -> list[str]:
+        """Layers ``initial_state`` reads (with a unit string)."""
+        if isinstance(layer_dict.get("unit"), Mapping):
+            return []
+        return init_state.layer_names(layer_dict.get("initial_state"))
 
     @classmethod
     def reads_target_in_search(cls, layer_dict: Mapping[str, Any]) -> bool:
@@ -82,8 +96,10 @@ class RecLayer(UnitLayerBase):
             return out
         if opts.direction not in (1, -1):
             raise ctx.error(f'"direction": expected 1 or -1, got {opts.direction!r}')
-        return cls.unit_out_template(ctx, unit=opts.unit, unit_opts=opts.unit_opts, n_out=opts.n_out,
-                                     out_dim=opts.out_dim, direction=opts.direction)
+        out = cls.unit_out_template(ctx, unit=opts.unit, unit_opts=opts.unit_opts, n_out=opts.n_out,
+                                    out_dim=opts.out_dim, direction=opts.direction)
+        cls.check_initial_state(ctx, opts.initial_state, out.dim)
+        return out
 
     @staticmethod
     def _check_unit_dict_opts(ctx: LayerContext, opts: Opts, out: Data) -> None:
@@ -91,7 +107,7 @@ class RecLayer(UnitLayerBase):
         if opts.direction != 1:
             raise ctx.error(f'"direction": {opts.direction} with a "unit" dict: the loop runs forward; reverse the '
                             "input (or read it backwards inside the unit) instead")
-        unused = [name for name in ("unit_opts", "forward_weights_init", "recurrent_weights_init")
+        unused = [name for name in ("unit_opts", "forward_weights_init", "recurrent_weights_init", "initial_state")
                   if getattr(opts, name) is not None]
         if unused:
             raise ctx.error(f'{", ".join(map(repr, unused))}: options of a unit string; with a "unit" dict give them '
@@ -116,7 +132,7 @@ class RecLayer(UnitLayerBase):
             return
         self.make_layer_unit(opts.unit, unit_opts=opts.unit_opts, direction=opts.direction,
                              weight_inits=[opts.forward_weights_init, opts.recurrent_weights_init],
-                             bias_init=opts.bias_init)
+                             bias_init=opts.bias_init, initial_state=opts.initial_state)
 
     def nested_loss_entries(self) -> dict[str, Any]:
         return self.loop.loss_entries() if self.loop is not None else {}
@@ -133,4 +149,4 @@ class RecLayer(UnitLayerBase):
     def __call__(self, sources: Sequence[Data], *, train: bool, refs: Mapping[str, Data] | None = None) -> Data:
         if self.loop is not None:
             return self.call_with_subs(sources, train=train, refs=refs)[0]
-        return super().__call__(sources, train=train)
+        return super().__call__(sources, train=train, refs=refs)

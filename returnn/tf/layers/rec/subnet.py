@@ -344,7 +344,8 @@ class RecLoop:
             prevs = {name: tf.repeat(value, beam.beam_size, axis=0) for name, value in prevs.items()}
             batch_size = batch_size * beam.beam_size
         for ref, value in per_step.items():
-            if time_dim in value.dims:
+            # a base: layer is read whole at every step, even when it has the loop's time axis
+            if time_dim in value.dims and not ref.startswith("base:"):
                 frames[ref] = (_unstack(value.copy_move_axis(value.dims.index(time_dim), 0).tensor),
                                frame_template(value, time_dim).copy_template(ref))
             else:

@@ -14,6 +14,7 @@ frame (the start of the sequence for ``direction`` -1); inside a loop, the state
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 import tensorflow as tf
@@ -22,6 +23,7 @@ from returnn.tensor.data import Data
 from returnn.tensor.dim import FEATURE, Dim
 from returnn.tf.initializers import get_initializer, param_seed
 from returnn.tf.layers.base import LayerBase, LayerContext, module_name
+from returnn.tf.layers.rec import initial_state as init_state
 from returnn.tf.layers.rec.units import UNITS, RecUnit, State, make_unit, unit_key, unit_problem
 
 LAST_STATE = "last_state"
@@ -62,8 +64,15 @@ class UnitLayerBase(LayerBase):
                             f"frame [B, F]), got {src.describe()}")
         return src.copy_as_time_major().copy_with_feature_last().with_feature_dim(out_dim)
 
+    @classmethod
+    def check_initial_state(cls, ctx: LayerContext, spec: Any, n_out: int) -> None:
+        """Errors naming ``"initial_state"`` (see ``initial_state``); reads its layers."""
+        if spec is not None:
+            keys = UNITS[unit_key(ctx.state["unit"])].state_keys
+            init_state.check(ctx, spec, keys, n_out, steps=cls.runs_steps(ctx))
+
     def make_layer_unit(self, unit: str, *, unit_opts: dict | None, weight_inits: Sequence[Any],
-                        bias_init: Any, direction: int = 1) -> None:
+                        bias_init: Any, direction: int = 1, initial_state: Any = None) -> None:
         """``self.unit`` with its params named ``<layer path>/W``, ``W_re``, ``b`` (shared or frozen if asked).
 
         ``weight_inits``: initializers of ``W`` and ``W_re`` in that order (None: the previous one, then
@@ -80,6 +89,11 @@ class UnitLayerBase(LayerBase):
                 param_init=self._init_fn(weight_inits, ctx.path), bias_init=self._init_fn([bias_init], f"{ctx.path}/b"),
                 unit_opts=unit_opts)
         self._adopt_unit_params()
+        # a proxy, so that tf.Module does not wrap a dict (a wrapped dict is no Mapping)
+        self.initial_state_spec = MappingProxyType(dict(initial_state)) if isinstance(initial_state, Mapping) \
+            else initial_state
+        self.initial_state_params = init_state.make_params(initial_state, self.unit.state_keys, self.out.dim,
+                                                           self.add_param)
         self._last_state_templates: dict[str, Data] = ctx.state.setdefault("last_state_subs", {})
 
     def _init_fn(self, specs: Sequence[Any], name: str) -> Any:
@@ -156,26 +170,41 @@ class UnitLayerBase(LayerBase):
 
     # ---- running ----
 
-    def run_sequences(self, sources: Sequence[Data], *, train: bool) -> tuple[Data, State]:
+    def _initial_state(self, batch_size: Any, refs: Mapping[str, Data] | None = None) -> State | None:
+        """The state before the first frame from ``initial_state`` (None: the unit's zeros)."""
+        if self.initial_state_spec is None:
+            return None
+        return init_state.initial_state(self.initial_state_spec, self.unit.state_keys, batch=batch_size,
+                                        n_out=self.out.dim, dtype=self.unit.dtype, params=self.initial_state_params,
+                                        refs=refs or {})
+
+    def run_sequences(self, sources: Sequence[Data], *, train: bool,
+                      refs: Mapping[str, Data] | None = None) -> tuple[Data, State]:
         """The unit over each sequence: (output [T, B, n_out], state at each sequence's last valid frame)."""
         if self.steps:
             raise TypeError(f"{self.ctx.where()}: inside a rec loop this layer runs one frame per step: the loop "
                             "calls initial_state() and step(), not __call__")
         x = self.input_data(sources).copy_as_time_major().copy_with_feature_last()
-        y, final = self.unit(x.tensor, x.get_dyn_size(x.time_dim), direction=self.direction, train=train)
+        start = self._initial_state(tf.shape(x.tensor)[1], refs)
+        y, final = self.unit(x.tensor, x.get_dyn_size(x.time_dim), direction=self.direction, train=train,
+                             initial_state=start)
         return self.out.with_tensor(y, like=x), final
 
-    def __call__(self, sources: Sequence[Data], *, train: bool) -> Data:
-        return self.run_sequences(sources, train=train)[0]
+    def __call__(self, sources: Sequence[Data], *, train: bool, refs: Mapping[str, Data] | None = None) -> Data:
+        return self.run_sequences(sources, train=train, refs=refs)[0]
 
     def call_with_subs(self, sources: Sequence[Data], *, train: bool,
                        refs: Mapping[str, Data] | None = None) -> tuple[Data, dict[str, Data]]:
-        out, final = self.run_sequences(sources, train=train)
+        out, final = self.run_sequences(sources, train=train, refs=refs)
         return out, self._last_state_outputs(final)
 
     def initial_state(self, batch_size: Any) -> State | None:
-        """The unit's zero state when this layer runs per step, else None."""
-        return self.unit.zero_state(batch_size) if self.steps else None
+        """The loop state before the first step when this layer runs per step (``initial_state``, default zeros),
+        else None."""
+        if not self.steps:
+            return None
+        start = self._initial_state(batch_size)
+        return self.unit.zero_state(batch_size) if start is None else start
 
     def step(self, sources: Sequence[Data], state: State, *, train: bool, i: Any,
              refs: Mapping[str, Data] | None = None) -> tuple[Data, State]:

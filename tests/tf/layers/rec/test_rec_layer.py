@@ -12,11 +12,11 @@ def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
-def _lstm_numpy(x, n, w, w_re, b, direction):
-    """One sequence [T, n_in] of valid frames; gate order j, i, f, o."""
+def _lstm_numpy(x, n, w, w_re, b, direction, c0=None, h0=None):
+    """One sequence [T, n_in] of valid frames; gate order j, i, f, o; state (c0, h0) before the first frame."""
     if direction == -1:
         x = x[::-1]
-    c, h, ys = np.zeros(n), np.zeros(n), []
+    c, h, ys = np.zeros(n) if c0 is None else c0, np.zeros(n) if h0 is None else h0, []
     for frame in x:
         j, i, f, o = np.split(frame @ w + h @ w_re + b, 4)
         c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(j)
@@ -275,3 +275,67 @@ def test_rec_in_loop_last_state_under_tf_function():
         for b, n in enumerate(batch.seq_lens("data")):
             np.testing.assert_allclose(lasts[n - 1, b], want[b], rtol=1e-5, atol=1e-5)
     assert forward.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("unit", ["standardlstm", "nativelstm"])
+def test_rec_initial_state_from_layers_matches_numpy(unit):
+    net = build_network({
+        "mean": {"class": "reduce", "mode": "mean", "axis": "T", "from": "data"},
+        "c0": {"class": "linear", "from": "mean", "n_out": 3, "activation": "tanh"},
+        "h0": {"class": "linear", "from": "mean", "n_out": 3, "activation": "tanh"},
+        "output": {"class": "rec", "unit": unit, "n_out": 3, "direction": -1, "is_output_layer": True,
+                   "initial_state": {"c": "c0", "h": "h0"}}}, extern_data=EXTERN)
+    batch = random_batch(net.extern_data, n_batch=3, max_time=6, seed=3)
+    values = net(batch)
+    y, c0, h0 = values["output"].numpy(), values["c0"].numpy(), values["h0"].numpy()
+    p = {k: v.numpy() for k, v in net.get_params().items()}
+    for b, n in enumerate(batch.seq_lens("data")):
+        want = _lstm_numpy(batch["data"][b, :n], 3, p["output/W"], p["output/W_re"], p["output/b"], -1,
+                           c0=c0[b], h0=h0[b])
+        np.testing.assert_allclose(y[:n, b], want, rtol=1e-4, atol=1e-5)
+
+
+def test_rec_initial_state_ones_and_var():
+    net = build_network({"output": {"class": "rec", "unit": "standardlstm", "n_out": 3, "initial_state": "ones"}},
+                        extern_data=EXTERN)
+    batch = random_batch(net.extern_data, n_batch=2, max_time=5, seed=4)
+    y, p = net(batch)["output"].numpy(), {k: v.numpy() for k, v in net.get_params().items()}
+    for b, n in enumerate(batch.seq_lens("data")):
+        want = _lstm_numpy(batch["data"][b, :n], 3, p["output/W"], p["output/W_re"], p["output/b"], 1,
+                           c0=np.ones(3), h0=np.ones(3))
+        np.testing.assert_allclose(y[:n, b], want, rtol=1e-4, atol=1e-5)
+    net = build_network({"output": {"class": "rec", "unit": "gru", "n_out": 3, "initial_state": "var"}},
+                        extern_data=EXTERN)
+    params = net.get_params()
+    assert sorted(params) == ["output/W", "output/W_re", "output/b", "output/initial_h"]
+    params["output/initial_h"].assign([0.5, -0.5, 0.25])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(net(batch)["output"].tensor)
+    assert tape.gradient(loss, params["output/initial_h"]) is not None
+
+
+@pytest.mark.parametrize("net_dict, match", [
+    ({"output": {"class": "rec", "unit": "lstm", "n_out": 3, "initial_state": {"x": "zeros"}}},
+     r"\"initial_state\": no state part 'x'; the unit has 'c', 'h'"),
+    ({"s": {"class": "reduce", "mode": "max", "axis": "T", "from": "data"},
+      "output": {"class": "rec", "unit": "lstm", "n_out": 3, "initial_state": "s"}},
+     r"layer 's' for state part 'c' must be \[B, 3\]"),
+    ({"output": {"class": "rec", "unit": "lstm", "n_out": 3, "initial_state": "keep_over_epoch"}},
+     r"'keep_over_epoch' .* is not supported"),
+    ({"output": {"class": "rec", "unit": {"output": {"class": "copy", "from": "data:source"}},
+                 "initial_state": "zeros"}}, r"'initial_state': options of a unit string"),
+])
+def test_rec_initial_state_errors(net_dict, match):
+    with pytest.raises(LayerConfigError, match=match):
+        build_network(net_dict, extern_data=EXTERN)
+
+
+def test_rec_unroll_is_accepted_and_changes_nothing():
+    layer = {"class": "rec", "unit": "BasicLSTM", "n_out": 3, "max_seq_len": 100}
+    batch = None
+    outs = []
+    for unroll in (False, True):
+        net = build_network({"output": {**layer, "unroll": unroll}}, extern_data=EXTERN)
+        batch = batch or random_batch(net.extern_data, n_batch=2, max_time=5, seed=5)
+        outs.append(net(batch)["output"].numpy())
+    np.testing.assert_array_equal(outs[0], outs[1])

@@ -441,3 +441,16 @@ def test_unit_dict_rejects_unit_string_options_and_a_wrong_n_out():
                     extern_data=EXTERN)
     Network({"dec": {"class": "rec", "from": "data", "unit": unit, "is_output_layer": True, "n_out": 4}},
             extern_data=EXTERN)
+
+
+def test_rec_loop_reads_a_base_layer_with_its_own_time_axis_whole():
+    """A loop over "data" reading base:enc, which has the same time axis: each step sees all of enc."""
+    net = build_network(rec_loop_dict(
+        {"output": {"class": "reduce", "mode": "sum", "axis": "T", "from": "base:enc"}},
+        outside={"enc": {"class": "copy", "from": "data"}}), extern_data={"data": {"dim": 3}})
+    batch = random_batch(net.extern_data, n_batch=3, max_time=5, seed=7)
+    out = net(batch, train=False)["output"].copy_as_batch_major().numpy()
+    mask = batch.mask("data")
+    want = (batch["data"] * mask[..., None]).sum(axis=1)
+    for b, n in enumerate(batch.seq_lens("data")):
+        np.testing.assert_allclose(out[b, :n], np.repeat(want[b][None], n, axis=0), rtol=1e-5)

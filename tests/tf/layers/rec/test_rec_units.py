@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from returnn.errors import LayerConfigError
-from returnn.tf.layers.rec import lstm_units
+from returnn.log import logger
+from returnn.tf.layers.rec import lstm_units, units
 from returnn.tf.layers.rec.unit_base import reverse_valid
 from returnn.tf.layers.rec.units import UNITS, RecUnit, make_unit, unit_key
 
@@ -142,7 +145,10 @@ def test_rec_unit_aliases_and_case():
                                         ("LSTMBlockFused", "lstmblock"), ("BasicLSTM", "standardlstm"),
                                         ("BasicLSTMCell", "standardlstm"), ("GRU", "gru"), ("GRUCell", "gru"),
                                         ("GRUBlock", "gru"), ("BasicRNN", "rnn"), ("NativeLstm2", "nativelstm2"),
-                                        ("NativeLSTM", "nativelstm"), ("StandardLSTM", "standardlstm")])
+                                        ("NativeLSTM", "nativelstm"), ("StandardLSTM", "standardlstm"),
+                                        ("lstmp", "nativelstm"), ("NativeLstmLowMem", "nativelstm"),
+                                        ("NativeLstmLowMemCell", "nativelstm"), ("GRUBlockV2", "gru"),
+                                        ("RNN", "rnn"), ("BasicRNNCell", "rnn"), ("CudnnGRU", "gru")])
 def test_rec_unit_tf_cell_names(name, unit):
     assert unit_key(name) == unit
     assert type(make_unit(name, n_in=2, n_out=3)) is UNITS[unit]
@@ -160,11 +166,25 @@ def test_rec_unit_unknown_unit_lists_known():
         make_unit("lstmm", n_in=2, n_out=3, name="enc")
 
 
-def test_rec_unit_cudnnlstm_on_cpu_names_alternatives():
+def test_rec_unit_cudnnlstm_on_cpu_falls_back_to_lstmblock_and_logs(caplog):
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU is visible")
-    with pytest.raises(LayerConfigError, match=r"cudnnlstm.*needs a GPU.*nativelstm.*lstmblock.*standardlstm"):
-        make_unit("cudnnlstm", n_in=2, n_out=3, name="enc")
+    units._fallbacks_logged.discard("cudnnlstm")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="returnn"):
+            assert type(make_unit("CudnnLSTM", n_in=2, n_out=3, name="enc")) is UNITS["lstmblock"]
+            make_unit("cudnnlstm", n_in=2, n_out=3, name="enc")
+    finally:
+        logger.removeHandler(caplog.handler)
+    logged = [r.getMessage() for r in caplog.records if "cudnnlstm" in r.getMessage()]
+    assert len(logged) == 1 and "GPU only" in logged[0] and "'lstmblock'" in logged[0]
+
+
+def test_rec_unit_returnn_cell_without_implementation_is_named():
+    with pytest.raises(LayerConfigError, match=r"'RHNCell' \(a RETURNN / TensorFlow cell\) is not implemented here; "
+                                               r"known: .*cudnnlstm.*lstmp.*nativelstmlowmem"):
+        make_unit("RHNCell", n_in=2, n_out=3)
 
 
 def test_rec_unit_opts_checked_and_passed():
