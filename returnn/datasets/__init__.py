@@ -33,6 +33,7 @@ from returnn.datasets.generating import (
 )
 from returnn.datasets.hdf import HDFDataset
 from returnn.datasets.hdf_writer import SimpleHDFWriter, dump_dataset
+from returnn.datasets.memory_tasks import TaskXmlModelingDataset
 from returnn.datasets.meta import ConcatDataset, MetaDataset
 from returnn.datasets.text import LmDataset, TranslationDataset
 
@@ -55,6 +56,7 @@ __all__ = [
     "SyntheticSpeechDataset",
     "Task12AXDataset",
     "TaskNumberBaseConvertDataset",
+    "TaskXmlModelingDataset",
     "TranslationDataset",
     "batch_generator_from_config",
     "dump_dataset",
