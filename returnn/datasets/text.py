@@ -49,6 +49,11 @@ def load_vocab(path: str) -> dict[str, int]:
     return vocab
 
 
+def load_symbols_list(path: str) -> dict[str, int]:
+    """RETURNN's ``orth_symbols_file``: one symbol a line, taken verbatim (a line " " is the space), id = line number."""
+    return {sym: i for i, sym in enumerate(read_text_lines(path))}
+
+
 def vocab_labels(vocab: dict[str, int]) -> list[str]:
     """Id -> token list (gaps filled with empty strings)."""
     labels = [""] * (max(vocab.values(), default=-1) + 1)
@@ -104,7 +109,12 @@ class LmDataset(_TextDataset):
         if add_delayed_seq_data:
             specials.append(delayed_seq_data_start_symbol)
         vocab_file = orth_symbols_map_file or orth_symbols_file
-        self.vocab = load_vocab(vocab_file) if vocab_file else self._build_vocab([t for _, _, t in tokenized], specials)
+        if orth_symbols_map_file:
+            self.vocab = load_vocab(orth_symbols_map_file)
+        elif orth_symbols_file:
+            self.vocab = load_symbols_list(orth_symbols_file)
+        else:
+            self.vocab = self._build_vocab([t for _, _, t in tokenized], specials)
         unknown = unknown_symbol if (auto_replace_unknown_symbol or not vocab_file) else None
         for path, n, tokens in tokenized:
             if seq_end_symbol is not None:
@@ -122,8 +132,14 @@ class LmDataset(_TextDataset):
             self.labels[key] = vocab_labels(self.vocab)
 
     def _tokens(self, line: str) -> list[str]:
-        """Words (whitespace-split) or characters of a line."""
-        return line.split() if self.word_based else list(line.strip())
+        """Words (whitespace-split) or characters of a line; runs of spaces count as one, as in RETURNN."""
+        if self.word_based:
+            return line.split()
+        chars: list[str] = []
+        for c in line.strip():
+            if not (c == " " and chars and chars[-1] == " "):
+                chars.append(c)
+        return chars
 
     @staticmethod
     def _build_vocab(sentences: list[list[str]], specials: list[str]) -> dict[str, int]:

@@ -54,6 +54,18 @@ def test_lm_char_based_builds_vocab_and_delayed_data(tmp_path):
     assert ds.get_data_keys() == ["data", "delayed"]
 
 
+def test_lm_char_based_orth_symbols_file_keeps_space_symbol(tmp_path):
+    # Same ids as RETURNN's LmDataset on these files: runs of spaces count as one, empty lines are skipped.
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("hello world\nab  c\n\nabc\n")
+    symbols = tmp_path / "syms.txt"
+    symbols.write_text("[END]\n[UNKNOWN]\n \na\nb\nc\nd\ne\nh\nl\no\nr\nw\n")
+    ds = init_dataset({"class": "LmDataset", "corpus_file": str(corpus), "orth_symbols_file": str(symbols)})
+    assert _ids(ds) == [[8, 7, 9, 9, 10, 2, 12, 10, 11, 9, 6, 0], [3, 4, 2, 5, 0], [3, 4, 5, 0]]
+    assert ds.num_outputs["data"] == [13, 1]
+    assert ds.labels["data"][2] == " "
+
+
 def _write_translation(tmp_path, vocab_format: str) -> dict:
     src, tgt = {"</S>": 0, "<UNK>": 1, "hallo": 2, "welt": 3}, {"</S>": 0, "<UNK>": 1, "hello": 2, "world": 3}
     for side, vocab in (("source", src), ("target", tgt)):
