@@ -49,8 +49,13 @@ def test_engine_trains_saves_and_writes_learning_rate_file(tmp_path):
     assert ckpt.existing_epochs(model) == [1, 2]
     data = read_learning_rate_file(str(tmp_path / "out" / "lr"))
     assert sorted(data) == [1, 2]
-    assert set(data[2].error) == {"train_score", "train_error", "dev_score", "dev_error"}
+    meta = {":meta:global_train_step", ":meta:effective_learning_rate", ":meta:epoch_num_train_steps",
+            ":meta:epoch_train_time_secs"}  # written (and read) by RETURNN as well
+    assert set(data[2].error) == {"train_score", "train_error", "dev_score", "dev_error"} | meta
     assert data[2].error["train_score"] < data[1].error["train_score"]
+    steps = data[1].error[":meta:epoch_num_train_steps"]
+    assert steps > 0 and data[1].error[":meta:global_train_step"] == 0 and data[2].error[":meta:global_train_step"] == steps
+    assert data[2].error[":meta:effective_learning_rate"] == pytest.approx(data[2].learning_rate)
     names = ckpt.read_checkpoint(ckpt.epoch_checkpoint_prefix(model, 2))
     assert {"hidden/W", "output/W", "updater/global_train_step", "updater/optimizer/hidden.W/m"} <= set(names)
     assert os.listdir(tmp_path / "out" / "tensorboard")
