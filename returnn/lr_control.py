@@ -82,13 +82,19 @@ class LearningRateControl:
                 flat[key] = value if isinstance(value, str) else float(value)
         self.epoch_data[epoch].error.update(flat)
 
+    def set_epoch_meta(self, epoch: int, meta: dict[str, Any]) -> None:
+        """Record facts about an epoch as RETURNN does: ``':meta:<name>'`` entries of its error dict, values verbatim."""
+        if epoch not in self.epoch_data:
+            self.get_learning_rate_for_epoch(epoch)
+        self.epoch_data[epoch].error.update({f":meta:{k}": v for k, v in meta.items()})
+
     def get_error_key(self, epoch: int) -> str | None:
         """The score key that decides learning rates (``learning_rate_control_error_measure``, else dev_score...)."""
         data = self.epoch_data.get(epoch)
         if data is None or not data.error:
             keys = self.error_measure_key
             return keys[0] if isinstance(keys, list) else keys
-        error = {k: v for k, v in data.error.items() if not isinstance(v, str)}
+        error = {k: v for k, v in data.error.items() if not isinstance(v, str) and not k.startswith(":meta:")}
         if not error:
             return None
         wanted = self.error_measure_key if isinstance(self.error_measure_key, list) else [self.error_measure_key]

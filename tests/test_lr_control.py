@@ -123,3 +123,11 @@ def test_lr_control_unknown_kind_lists_known():
 
 def test_lr_control_epoch_data_repr_is_stable():
     assert repr(EpochData(0.5, {"b": 2.0, "a": 1})) == "EpochData(learningRate=0.5, error={\n'a': 1,\n'b': 2.0,\n})"
+
+
+def test_lr_control_meta_entries_never_decide_the_rate():
+    ctrl = control("newbob")
+    ctrl.set_epoch_meta(1, {"global_train_step": 0, "epoch_num_train_steps": 7})
+    ctrl.set_epoch_error(1, {"wer": 0.3})
+    assert ctrl.get_epoch_error_key_value(1) == ("wer", 0.3)
+    assert ctrl.epoch_data[1].error[":meta:epoch_num_train_steps"] == 7  # verbatim, an int as RETURNN writes it

@@ -54,11 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", dest="dataset_key", default="train", help="config key of the dataset")
     parser.add_argument("--epoch", type=int, default=1)
     parser.add_argument("--start_seq", type=int, default=0)
-    parser.add_argument("--end_seq", type=int, default=-1)
+    parser.add_argument("--end_seq", type=int, default=-1, help="last seq index, inclusive as in RETURNN (-1: all)")
     args = parser.parse_args(argv)
     try:
         dataset = dataset_from_arg(args.dataset, dataset_key=args.dataset_key)
-        count = dump_dataset(dataset, args.out, epoch=args.epoch, start_seq=args.start_seq, end_seq=args.end_seq,
+        count = dump_dataset(dataset, args.out, epoch=args.epoch, start_seq=args.start_seq, end_seq=args.end_seq + 1 if args.end_seq >= 0 else None,
                              progress=ProgressBar())
     except ReturnnError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)

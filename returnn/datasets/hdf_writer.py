@@ -56,7 +56,8 @@ class SimpleHDFWriter:
             self._file.attrs[attr] = dim or 1
         for attr, value in (("numSeqs", 0), ("numTimesteps", 0), ("numDims", 1)):
             self._file.attrs[attr] = value
-        _string_dataset(self._file, "labels", list(labels or []))
+        if labels or self.ndim == 1:  # dense inputs without labels: no entry, as RETURNN's HDFDatasetWriter (its tools
+            _string_dataset(self._file, "labels", list(labels or []))  # index a "data" label list with the frames)
         self._file.create_dataset("seqLengths", shape=(0, 2), maxshape=(None, None), dtype="int32")
         self._file.create_dataset("seqTags", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype("utf-8"))
         self._buffer: dict[str, list[np.ndarray]] = {}

@@ -49,10 +49,15 @@ def load_vocab(path: str) -> dict[str, int]:
     return vocab
 
 
+def load_symbols_list(path: str) -> dict[str, int]:
+    """RETURNN's ``orth_symbols_file``: one symbol a line, taken verbatim (a line " " is the space), id = line number."""
+    return {sym: i for i, sym in enumerate(read_text_lines(path))}
+
+
 def vocab_labels(vocab: dict[str, int]) -> list[str]:
-    """Id -> token list (gaps filled with empty strings)."""
+    """Id -> token list (gaps filled with empty strings); of several tokens with one id, the last in sort order, as RETURNN."""
     labels = [""] * (max(vocab.values(), default=-1) + 1)
-    for token, idx in vocab.items():
+    for token, idx in sorted(vocab.items()):
         labels[idx] = token
     return labels
 
@@ -104,7 +109,12 @@ class LmDataset(_TextDataset):
         if add_delayed_seq_data:
             specials.append(delayed_seq_data_start_symbol)
         vocab_file = orth_symbols_map_file or orth_symbols_file
-        self.vocab = load_vocab(vocab_file) if vocab_file else self._build_vocab([t for _, _, t in tokenized], specials)
+        if orth_symbols_map_file:
+            self.vocab = load_vocab(orth_symbols_map_file)
+        elif orth_symbols_file:
+            self.vocab = load_symbols_list(orth_symbols_file)
+        else:
+            self.vocab = self._build_vocab([t for _, _, t in tokenized], specials)
         unknown = unknown_symbol if (auto_replace_unknown_symbol or not vocab_file) else None
         for path, n, tokens in tokenized:
             if seq_end_symbol is not None:
@@ -122,8 +132,14 @@ class LmDataset(_TextDataset):
             self.labels[key] = vocab_labels(self.vocab)
 
     def _tokens(self, line: str) -> list[str]:
-        """Words (whitespace-split) or characters of a line."""
-        return line.split() if self.word_based else list(line.strip())
+        """Words (whitespace-split) or characters of a line; runs of spaces count as one, as in RETURNN."""
+        if self.word_based:
+            return line.split()
+        chars: list[str] = []
+        for c in line.strip():
+            if not (c == " " and chars and chars[-1] == " "):
+                chars.append(c)
+        return chars
 
     @staticmethod
     def _build_vocab(sentences: list[list[str]], specials: list[str]) -> dict[str, int]:
@@ -142,11 +158,13 @@ def _text_file(path: str) -> str:
 
 @register_dataset
 class TranslationDataset(_TextDataset):
-    """Parallel text: ``data`` (source ids) and ``classes`` (target ids), each followed by ``seq_postfix``.
+    """Parallel text: ``data`` (source ids) and ``classes`` (target ids), one sentence a line.
 
     Config (RETURNN layout): ``{"class": "TranslationDataset", "path": "data/", "file_postfix": "train"}`` reads
     ``source.train`` / ``target.train`` (or ``.gz``) and ``source.vocab.pkl`` / ``target.vocab.pkl``; or name the
     files directly with ``source_file``, ``target_file``, ``source_vocab``, ``target_vocab`` (pkl, json or text).
+    A sequence is ``(line.strip() + source_postfix).split()`` mapped to ids, exactly as in RETURNN; ``seq_postfix``
+    (ids, none by default; not a RETURNN option) is appended after that.
     """
 
     def __init__(
@@ -155,8 +173,11 @@ class TranslationDataset(_TextDataset):
         file_postfix: str | None = None,
         source_postfix: str = "",
         target_postfix: str = "",
+        source_only: bool = False,
+        search_without_reference: bool = False,
         unknown_label: str | dict | None = None,
-        seq_postfix: Sequence[int] | None = (0,),
+        seq_list_file: str | None = None,
+        seq_postfix: Sequence[int] | None = None,
         source_file: str | None = None,
         target_file: str | None = None,
         source_vocab: str | None = None,
@@ -164,32 +185,43 @@ class TranslationDataset(_TextDataset):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        files = {}
-        for side, text, vocab in (("source", source_file, source_vocab), ("target", target_file, target_vocab)):
-            if text is None or vocab is None:
-                if path is None or (text is None and file_postfix is None):
-                    raise DatasetError(f"TranslationDataset: give \"path\" and \"file_postfix\", or \"{side}_file\" and \"{side}_vocab\"")
-                text = text or os.path.join(path, f"{side}.{file_postfix}")
-                vocab = vocab or os.path.join(path, f"{side}.vocab.pkl")
-            files[side] = (_text_file(text), vocab)
+        sides = [("source", "data", source_file, source_vocab, source_postfix)]
+        if not source_only:
+            sides.append(("target", "classes", target_file, target_vocab, target_postfix))
         unknown = unknown_label if isinstance(unknown_label, dict) else {"data": unknown_label, "classes": unknown_label}
         postfix = np.array(list(seq_postfix or []), dtype=np.int32)
         columns = {}
-        for side, key, extra in (("source", "data", source_postfix), ("target", "classes", target_postfix)):
-            text, vocab_path = files[side]
+        for side, key, text, vocab_path, extra in sides:
+            if text is None or vocab_path is None:
+                if path is None or (text is None and file_postfix is None):
+                    raise DatasetError(f"TranslationDataset: give \"path\" and \"file_postfix\", or \"{side}_file\" and \"{side}_vocab\"")
+                text = text or os.path.join(path, f"{side}.{file_postfix}")
+                vocab_path = vocab_path or os.path.join(path, f"{side}.vocab.pkl")
             vocab = load_vocab(vocab_path)
-            lines = read_text_lines(text)
-            columns[key] = [
-                np.concatenate([encode((line + extra).split(), vocab, unknown.get(key), where=f"TranslationDataset: file {text!r}, line {n + 1}"), postfix])
-                for n, line in enumerate(lines)
-            ]
+            self.labels[key] = vocab_labels(vocab)
+            if key == "classes" and search_without_reference:
+                continue  # the target labels are known (to write hypotheses), but no reference text is read
             self.num_outputs[key] = [max(vocab.values(), default=-1) + 1, 1]
             self._dtypes[key] = "int32"
-            self.labels[key] = vocab_labels(vocab)
-        if len(columns["data"]) != len(columns["classes"]):
-            raise DatasetError(
-                f"TranslationDataset: {files['source'][0]!r} has {len(columns['data'])} lines but "
-                f"{files['target'][0]!r} has {len(columns['classes'])}"
-            )
-        self._seqs = [{"data": s, "classes": t} for s, t in zip(columns["data"], columns["classes"])]
-        self._tags = [f"line-{i}" for i in range(len(self._seqs))]
+            text = _text_file(text)
+            columns[key] = (text, [
+                np.concatenate([encode((line.strip() + extra).split(), vocab, unknown.get(key), where=f"TranslationDataset: file {text!r}, line {n + 1}"), postfix])
+                for n, line in enumerate(read_text_lines(text))
+            ])
+        (src_file, src), (tgt_file, tgt) = columns["data"], columns.get("classes", (None, None))
+        if tgt is not None and len(src) != len(tgt):
+            raise DatasetError(f"TranslationDataset: {src_file!r} has {len(src)} lines but {tgt_file!r} has {len(tgt)}")
+        order = range(len(src)) if seq_list_file is None else self._line_numbers(seq_list_file, len(src))
+        self._seqs = [{"data": src[i], **({"classes": tgt[i]} if tgt is not None else {})} for i in order]
+        self._tags = [f"line-{i}" for i in order]
+
+    @staticmethod
+    def _line_numbers(seq_list_file: str, num_lines: int) -> list[int]:
+        """RETURNN's ``seq_list_file``: one line number a line, the sequences used and their base order."""
+        numbers = []
+        for n, line in enumerate(read_text_lines(seq_list_file)):
+            if not line.strip().isdigit() or int(line) >= num_lines:
+                raise DatasetError(f"TranslationDataset: seq_list_file {seq_list_file!r}, line {n + 1}: expected a line "
+                                   f"number below {num_lines} (the corpus size), got {line!r}")
+            numbers.append(int(line))
+        return numbers

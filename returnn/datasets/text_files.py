@@ -25,8 +25,15 @@ def read_text(path: str) -> str:
 
 
 def read_text_lines(path: str) -> list[str]:
-    """Lines of a text file (gzipped if it ends in .gz), without line endings."""
-    return read_text(path).splitlines()
+    """Lines of a text file (gzipped if it ends in .gz), without line endings.
+
+    Lines end at "\\n" only (a trailing "\\r" is dropped), as Python's ``readlines`` and RETURNN split them:
+    other Unicode line separators (U+2028, U+0085, form feed, ...) stay inside their line.
+    """
+    lines = read_text(path).split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def _read_bytes(path: str) -> bytes:

@@ -338,7 +338,11 @@ class Engine:
         learning_rate = self.lr_control.get_learning_rate_for_epoch(epoch)
         self.updater.set_learning_rate(learning_rate)
         start = time.monotonic()
+        meta = {"global_train_step": int(self.updater.global_train_step.numpy()),
+                "effective_learning_rate": float(self.updater.learning_rate.numpy())}
         scores = self._run_train_epoch(epoch, train_data, train_step, learning_rate=learning_rate)
+        meta.update(epoch_num_train_steps=self._steps_last_epoch, epoch_train_time_secs=round(time.monotonic() - start))
+        self.lr_control.set_epoch_meta(epoch, meta)  # as RETURNN: step count at the epoch's start, steps, seconds
         errors = scores.epoch_error_dict("train")
         summary = [f"train: {format_scores(_flat(errors))}"]
         try:

@@ -81,6 +81,15 @@ def test_dump_of_spec_example_matches_spec_arrays(tmp_path):
         assert [t.decode() for t in f["seqTags"][...]] == ["seq-0", "seq-1"]
         assert [t.decode() for t in f["targets/labels/classes"][...]] == list("abcde")
         assert dict(f.attrs) == {"inputPattSize": 3, "numLabels": 3, "numSeqs": 2, "numTimesteps": 5, "numDims": 1}
+        assert "labels" not in f  # dense inputs: RETURNN's tools would index a "data" label list with frames
+    assert "data" not in init_dataset({"class": "HDFDataset", "files": [path]}).labels
+
+
+def test_sparse_inputs_keep_root_labels(tmp_path):
+    path = str(tmp_path / "sparse.hdf")
+    with SimpleHDFWriter(path, dim=3, ndim=1) as writer:
+        writer.insert_batch(np.array([[0, 2, 1]], np.int32), [3], ["s0"])
+    with h5py.File(path, "r") as f:
         assert f["labels"].shape == (0,)
 
 

@@ -54,6 +54,18 @@ def test_lm_char_based_builds_vocab_and_delayed_data(tmp_path):
     assert ds.get_data_keys() == ["data", "delayed"]
 
 
+def test_lm_char_based_orth_symbols_file_keeps_space_symbol(tmp_path):
+    # Same ids as RETURNN's LmDataset on these files: runs of spaces count as one, empty lines are skipped.
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("hello world\nab  c\n\nabc\n")
+    symbols = tmp_path / "syms.txt"
+    symbols.write_text("[END]\n[UNKNOWN]\n \na\nb\nc\nd\ne\nh\nl\no\nr\nw\n")
+    ds = init_dataset({"class": "LmDataset", "corpus_file": str(corpus), "orth_symbols_file": str(symbols)})
+    assert _ids(ds) == [[8, 7, 9, 9, 10, 2, 12, 10, 11, 9, 6, 0], [3, 4, 2, 5, 0], [3, 4, 5, 0]]
+    assert ds.num_outputs["data"] == [13, 1]
+    assert ds.labels["data"][2] == " "
+
+
 def _write_translation(tmp_path, vocab_format: str) -> dict:
     src, tgt = {"</S>": 0, "<UNK>": 1, "hallo": 2, "welt": 3}, {"</S>": 0, "<UNK>": 1, "hello": 2, "world": 3}
     for side, vocab in (("source", src), ("target", tgt)):
@@ -72,10 +84,48 @@ def test_translation_dataset_returnn_layout_gzipped_source(tmp_path):
     _write_translation(tmp_path, "pkl")
     ds = init_dataset({"class": "TranslationDataset", "path": str(tmp_path), "file_postfix": "train",
                        "unknown_label": "<UNK>"})
-    assert _ids(ds, "data") == [[2, 3, 0], [3, 1, 0]]
-    assert _ids(ds, "classes") == [[2, 3, 0], [3, 0]]
+    assert _ids(ds, "data") == [[2, 3], [3, 1]]
+    assert _ids(ds, "classes") == [[2, 3], [3]]
     assert ds.num_outputs == {"data": [4, 1], "classes": [4, 1]}
     assert ds.labels["classes"] == ["</S>", "<UNK>", "hello", "world"]
+
+
+def _write_returnn_corpus(tmp_path):
+    vocab = {"<S>": 0, "</S>": 0, "<UNK>": 1}
+    for side, words in (("source", ["hallo", "welt", "du"]), ("target", ["hello", "world", "you"])):
+        with open(tmp_path / f"{side}.vocab.pkl", "wb") as f:
+            pickle.dump(dict(vocab, **{w: i + 2 for i, w in enumerate(words)}), f)
+    (tmp_path / "source.train").write_text("hallo welt\n  welt  du \n\nfoo hallo\n")
+    (tmp_path / "target.train").write_text("hello world\nworld you\nyou\nhello\n")
+
+
+def test_translation_dataset_matches_returnn_sequences(tmp_path):
+    # Reference: RETURNN 1.x TranslationDataset(path, file_postfix="train", target_postfix=" </S>",
+    # unknown_label="<UNK>") on these files gave data [[2, 3], [3, 4], [], [1, 2]],
+    # classes [[2, 3, 0], [3, 4, 0], [4, 0], [2, 0]], tags line-0..3, labels[0] == "<S>".
+    _write_returnn_corpus(tmp_path)
+    ds = init_dataset({"class": "TranslationDataset", "path": str(tmp_path), "file_postfix": "train",
+                       "target_postfix": " </S>", "unknown_label": "<UNK>"})
+    assert _ids(ds, "data") == [[2, 3], [3, 4], [], [1, 2]]
+    assert _ids(ds, "classes") == [[2, 3, 0], [3, 4, 0], [4, 0], [2, 0]]
+    assert [ds.get_tag(i) for i in range(4)] == ["line-0", "line-1", "line-2", "line-3"]
+    assert ds.labels["data"] == ["<S>", "<UNK>", "hallo", "welt", "du"]
+    assert ds.num_outputs == {"data": [5, 1], "classes": [5, 1]}
+
+
+def test_translation_dataset_source_only_search_without_reference_seq_list(tmp_path):
+    _write_returnn_corpus(tmp_path)
+    (tmp_path / "target.train").unlink()
+    (tmp_path / "seqs.txt").write_text("3\n1\n")
+    spec = {"class": "TranslationDataset", "path": str(tmp_path), "file_postfix": "train", "unknown_label": "<UNK>"}
+    ds = init_dataset(dict(spec, source_only=True, source_postfix=" </S>", seq_list_file=str(tmp_path / "seqs.txt")))
+    assert _ids(ds, "data") == [[1, 2, 0], [3, 4, 0]]
+    assert ds.get_data_keys() == ["data"] and ds.get_tag(0) == "line-3"
+    ds = init_dataset(dict(spec, search_without_reference=True))
+    assert ds.get_data_keys() == ["data"] and ds.labels["classes"][2] == "hello"
+    (tmp_path / "seqs.txt").write_text("7\n")
+    with pytest.raises(DatasetError, match=r"seq_list_file .*seqs\.txt', line 1: expected a line number below 4"):
+        init_dataset(dict(spec, source_only=True, seq_list_file=str(tmp_path / "seqs.txt")))
 
 
 def test_translation_dataset_explicit_files_json_vocab_and_errors(tmp_path):

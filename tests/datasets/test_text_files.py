@@ -18,6 +18,12 @@ def test_read_text_lines_plain_and_gzipped(tmp_path):
     assert read_text_lines(str(tmp_path / "a.txt.gz")) == ["x y", "\u00e9"]
 
 
+def test_read_text_lines_split_at_newline_only(tmp_path):
+    # As readlines / RETURNN: U+2028 and form feed stay inside a line, CRLF loses its CR, no empty last line.
+    (tmp_path / "a.txt").write_bytes("a\u2028b\r\nc\x0cd\n\ne\n".encode("utf-8"))
+    assert read_text_lines(str(tmp_path / "a.txt")) == ["a\u2028b", "c\x0cd", "", "e"]
+
+
 def test_read_text_lines_bad_utf8_names_line(tmp_path):
     (tmp_path / "seqs.txt").write_bytes(b"seq-1\nseq-2\nseq-\x80\n")
     with pytest.raises(DatasetError, match=r"file '.*seqs\.txt', line 3: not valid UTF-8 \(byte b'\\x80' at offset 16"):

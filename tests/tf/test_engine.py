@@ -49,8 +49,13 @@ def test_engine_trains_saves_and_writes_learning_rate_file(tmp_path):
     assert ckpt.existing_epochs(model) == [1, 2]
     data = read_learning_rate_file(str(tmp_path / "out" / "lr"))
     assert sorted(data) == [1, 2]
-    assert set(data[2].error) == {"train_score", "train_error", "dev_score", "dev_error"}
+    meta = {":meta:global_train_step", ":meta:effective_learning_rate", ":meta:epoch_num_train_steps",
+            ":meta:epoch_train_time_secs"}  # written (and read) by RETURNN as well
+    assert set(data[2].error) == {"train_score", "train_error", "dev_score", "dev_error"} | meta
     assert data[2].error["train_score"] < data[1].error["train_score"]
+    steps = data[1].error[":meta:epoch_num_train_steps"]
+    assert steps > 0 and data[1].error[":meta:global_train_step"] == 0 and data[2].error[":meta:global_train_step"] == steps
+    assert data[2].error[":meta:effective_learning_rate"] == pytest.approx(data[2].learning_rate)
     names = ckpt.read_checkpoint(ckpt.epoch_checkpoint_prefix(model, 2))
     assert {"hidden/W", "output/W", "updater/global_train_step", "updater/optimizer/hidden.W/m"} <= set(names)
     assert os.listdir(tmp_path / "out" / "tensorboard")
@@ -101,7 +106,8 @@ def test_engine_dev_error_keeps_trained_epoch_and_restart_resumes_at_next_epoch(
                 run_train(Config(tiny_config(tmp_path, dev=bad_dev)))
             assert "scoring dev/eval failed; the trained epoch is saved as" in caplog.text
             assert ckpt.existing_epochs(model) == [1]
-            assert {e: set(d.error) for e, d in read_learning_rate_file(lr_file).items()} == {1: {"train_score", "train_error"}}
+            assert {e: {k for k in d.error if not k.startswith(":meta:")} for e, d in read_learning_rate_file(lr_file).items()} == {
+            1: {"train_score", "train_error"}}
             steps_1 = ckpt.read_checkpoint(model + ".001")["updater/global_train_step"]
             run_train(Config(tiny_config(tmp_path)))  # dev fixed
             assert "Start training at epoch 2 of 2" in caplog.text
@@ -110,8 +116,8 @@ def test_engine_dev_error_keeps_trained_epoch_and_restart_resumes_at_next_epoch(
     assert ckpt.existing_epochs(model) == [1, 2]
     assert ckpt.read_checkpoint(model + ".002")["updater/global_train_step"] == 2 * steps_1
     history = read_learning_rate_file(lr_file)
-    assert set(history[1].error) == {"train_score", "train_error"}
-    assert set(history[2].error) == {"train_score", "train_error", "dev_score", "dev_error"}
+    assert {k for k in history[1].error if not k.startswith(":meta:")} == {"train_score", "train_error"}
+    assert {k for k in history[2].error if not k.startswith(":meta:")} == {"train_score", "train_error", "dev_score", "dev_error"}
 
 
 def test_engine_resume_skips_truncated_checkpoint_with_warning(tmp_path, caplog):

@@ -34,7 +34,7 @@ def test_hdf_dump_from_config_file_with_range(tool, tmp_path):
     src = init_dataset({"class": "CopyTaskDataset", "num_seqs": 10, "fixed_random_seed": 3})
     src.init_seq_order(epoch=1)
     ds.init_seq_order(epoch=1)
-    assert [ds.get_tag(i) for i in range(ds.num_seqs)] == ["seq-2", "seq-3", "seq-4"]
+    assert [ds.get_tag(i) for i in range(ds.num_seqs)] == ["seq-2", "seq-3", "seq-4", "seq-5"]  # inclusive, as RETURNN
     np.testing.assert_array_equal(ds.get_data(0, "data"), src.get_data(2, "data"))
 
 
