@@ -48,6 +48,7 @@ FRAMEWORK_KEYS = frozenset("""
     log_batch_size tensorboard tensorboard_step_interval tf_log_dir tf_log_memory_usage
     output_file forward_output_layer forward_use_search
     search_do_eval search_output_file search_output_file_format search_output_layer search_output_bpe_join
+    export_dir
 """.split())
 
 RETURNN_KEYS = frozenset("""
