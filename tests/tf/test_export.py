@@ -127,3 +127,9 @@ def test_export_of_a_missing_epoch_names_the_checkpoints(blstm_config, tmp_path)
     with pytest.raises(ConfigError, match="load_epoch 7 is not among them"):
         export_model(Config(dict(blstm_config, task="export", load_epoch=7)), str(tmp_path / "export"))
     assert not (tmp_path / "export").exists()
+
+
+def test_export_without_extern_data_says_where_the_inputs_come_from(blstm_config):
+    config = {key: value for key, value in blstm_config.items() if key != "extern_data"}
+    with pytest.raises(ConfigError, match='needs "extern_data"'):
+        export_model(Config(dict(config, task="export", load_epoch=1)), "unused")
