@@ -120,6 +120,16 @@ def search_body(network: Network, layer: str) -> Callable[[dict[str, Any]], dict
     return search
 
 
+def beam_layer(net_dict: Mapping[str, Any], layer: str) -> str:
+    """The layer whose beam entries the search signature gives: ``layer``, or the layer a ``decide`` on it reads
+    (RETURNN configs often name the decision as ``search_output_layer``; the n-best list comes from before it)."""
+    spec = net_dict.get(layer)
+    while isinstance(spec, Mapping) and spec.get("class") == "decide" and isinstance(spec.get("from"), str):
+        layer = spec["from"]
+        spec = net_dict.get(layer)
+    return layer
+
+
 class ExportModule(tf.Module):
     """What the SavedModel holds: the variables (once, though both networks use them) and the signatures."""
 
@@ -152,7 +162,7 @@ def build_export_module(config: Config) -> tuple[ExportModule, int]:
     functions = {SERVING_SIGNATURE: _flat_function(engine.network, forward_body(engine.network, forward_layer))}
     variables = list(params.values())
     if has_choice_layer(config.typed_value("network")):
-        search_layer = config.value("search_output_layer", "output")
+        search_layer = beam_layer(config.typed_value("network"), config.value("search_output_layer", "output"))
         with _share_variables(params):
             search_engine = Engine(config, search=True, output_layer=search_layer)
         search_engine.load_for_inference()  # the params the forward network does not have

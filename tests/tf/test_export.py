@@ -17,7 +17,7 @@ from returnn.tasks import run_task
 from returnn.tensor.extern_data import seq_len_key
 from returnn.testing import blstm_net_dict, random_batch
 from returnn.tf.engine import Engine
-from returnn.tf.export import NATIVE_OPS_DIR, export_model, has_choice_layer, signature_key
+from returnn.tf.export import NATIVE_OPS_DIR, beam_layer, export_model, has_choice_layer, signature_key
 from returnn.tf.search import _hypotheses, search_function
 
 from test_search_task import BEAM, search_config  # noqa: E402  (tests/tf is on sys.path under pytest)
@@ -111,6 +111,11 @@ def test_export_search_signature_gives_the_nbest_of_our_search(tmp_path):
             length = int(got["search/hyp_lens"][i, k])
             np.testing.assert_array_equal(got["search/hyps"][i, k, :length], labels)
             np.testing.assert_allclose(got["search/scores"][i, k], score, rtol=1e-5)
+
+
+def test_search_signature_of_a_decide_layer_gives_the_beam_it_decides_from(tmp_path):
+    net_dict = search_config(tmp_path)["network"]
+    assert beam_layer(net_dict, "best") == "output" and beam_layer(net_dict, "output") == "output"
 
 
 def test_has_choice_layer_looks_into_rec_units(tmp_path):
