@@ -81,8 +81,10 @@ def compare(name: str, config: dict, ours: Callable[[Engine], Callable], signatu
     engine.load_for_inference()
     ours_fn = ours(engine)
     exported_fn = tf.saved_model.load(export_dir).signatures[signature]
-    for label, run in (("ours", lambda batch: ours_fn(batch)),
-                       ("exported", lambda batch: exported_fn(**{signature_key(k): tf.constant(v) for k, v in batch.items()}))):
+    def exported(batch: dict[str, np.ndarray]) -> Any:
+        return exported_fn(**{signature_key(key): tf.constant(value) for key, value in batch.items()})
+
+    for label, run in (("ours", ours_fn), ("exported", exported)):
         one, many = feed(args, 1), feed(args, args.batch)
         latency = best_time(lambda: tf.nest.map_structure(lambda t: t.numpy(), run(one)), args.repeats)
         per_batch = best_time(lambda: tf.nest.map_structure(lambda t: t.numpy(), run(many)), args.repeats)

@@ -166,7 +166,8 @@ def build_export_module(config: Config) -> tuple[ExportModule, int]:
         with _share_variables(params):
             search_engine = Engine(config, search=True, output_layer=search_layer)
         search_engine.load_for_inference()  # the params the forward network does not have
-        variables += [var for var in search_engine.network.get_params().values() if all(var is not v for v in variables)]
+        known = {id(var) for var in variables}
+        variables += [var for var in search_engine.network.get_params().values() if id(var) not in known]
         functions[SEARCH_SIGNATURE] = _flat_function(search_engine.network,
                                                      search_body(search_engine.network, search_layer))
     return ExportModule(variables, functions), epoch

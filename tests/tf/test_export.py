@@ -51,7 +51,8 @@ assert not any(name == "returnn" or name.startswith("returnn.") for name, mod in
 def _reload_and_run(export_dir, feeds: dict[str, dict[str, np.ndarray]], tmp_path) -> dict[str, np.ndarray]:
     """Run the signatures ``feeds`` names in a subprocess that only has TensorFlow; ``{"sig/output": array}``."""
     inputs, outputs = tmp_path / "inputs.npz", tmp_path / "outputs.npz"
-    np.savez(inputs, **{f"{sig}/{signature_key(key)}": value for sig, feed in feeds.items() for key, value in feed.items()})
+    np.savez(inputs, **{f"{sig}/{signature_key(key)}": value
+                        for sig, feed in feeds.items() for key, value in feed.items()})
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     proc = subprocess.run([sys.executable, "-I", "-c", _RELOAD, str(export_dir), str(inputs), str(outputs)],
                           env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=120)
