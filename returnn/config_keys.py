@@ -49,6 +49,7 @@ FRAMEWORK_KEYS = frozenset("""
     output_file forward_output_layer forward_use_search
     hidden_size hidden_type hidden_name activation bidirectional dropout L1_reg L2_reg loss truncation
     search_do_eval search_output_file search_output_file_format search_output_layer search_output_bpe_join
+    export_dir
 """.split())
 
 RETURNN_KEYS = frozenset("""

@@ -20,6 +20,7 @@ _TASKS: dict[str, str] = {
     "eval": "returnn.tf.engine_tasks:run_eval",
     "forward": "returnn.tf.engine_tasks:run_forward",
     "search": "returnn.tf.engine_tasks:run_search",
+    "export": "returnn.tf.export:run_export",
     "nop": "returnn.tasks:run_nop",
 }
 _ACCEPTED_BACKENDS = ("tensorflow", "tensorflow-net-dict", "tf")

@@ -71,7 +71,7 @@ def test_main_unknown_task_lists_known_ones(tmp_path, capsys):
     cfg.write_text('{"task": "trian"}')
     assert main([str(cfg)]) == 1
     err = capsys.readouterr().err
-    assert "unknown task 'trian'" in err and "known tasks: eval, forward, nop, search, train" in err
+    assert "unknown task 'trian'" in err and "known tasks: eval, export, forward, nop, search, train" in err
 
 
 def test_main_double_dash_override_points_to_plus_plus(capsys):

@@ -14,7 +14,7 @@ def test_tasks_registered_callable_runs():
     register_task("unit_test_task", lambda config: seen.append(config.int("x")))
     run_task(Config({"task": "unit_test_task", "x": 3}))
     assert seen == [3]
-    assert {"train", "eval", "forward", "search", "nop"} <= set(known_tasks())
+    assert {"train", "eval", "forward", "search", "export", "nop"} <= set(known_tasks())
 
 
 def test_tasks_unknown_task_names_key_and_known_tasks():

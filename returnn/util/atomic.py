@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from typing import IO, Iterator
 
@@ -46,6 +47,27 @@ def atomic_path(path: str) -> Iterator[str]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_path)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str) -> Iterator[str]:
+    """Yield a new temp folder beside ``path`` to fill; on success it replaces ``path`` (an existing folder there
+    is moved aside, then deleted), on failure it is deleted and ``path`` stays as it was."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(prefix="." + os.path.basename(os.path.abspath(path)) + ".", suffix=".tmp", dir=parent)
+    try:
+        yield tmp_dir
+        old = None
+        if os.path.lexists(path):
+            old = tempfile.mkdtemp(prefix="." + os.path.basename(os.path.abspath(path)) + ".", suffix=".old", dir=parent)
+            os.replace(path, os.path.join(old, "previous"))
+        os.replace(tmp_dir, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
 
 

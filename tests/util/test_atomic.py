@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from returnn.util.atomic import atomic_path, atomic_write, check_can_write
+from returnn.util.atomic import atomic_dir, atomic_path, atomic_write, check_can_write
 
 
 def test_atomic_write_replaces_file_on_success(tmp_path):
@@ -64,3 +64,17 @@ def test_check_can_write_makes_folders_leaves_nothing_and_names_a_blocking_file(
         check_can_write(str(tmp_path / "f" / "x" / "out.txt"))
     with pytest.raises(IsADirectoryError):
         check_can_write(str(tmp_path / "a"))
+
+
+def test_atomic_dir_replaces_an_existing_folder_only_when_complete(tmp_path):
+    target = tmp_path / "export"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(str(target)) as tmp:
+            open(os.path.join(tmp, "new.txt"), "w").close()
+            raise RuntimeError("failed half way")
+    assert sorted(os.listdir(tmp_path)) == ["export"] and os.listdir(target) == ["old.txt"]
+    with atomic_dir(str(target)) as tmp:
+        open(os.path.join(tmp, "new.txt"), "w").close()
+    assert sorted(os.listdir(tmp_path)) == ["export"] and os.listdir(target) == ["new.txt"]

@@ -272,6 +272,12 @@ def build(spec: OpSpec, *, compiler: str | None = None) -> str:
 
 
 _LOADED: dict[str, object] = {}
+_LOADED_PATHS: dict[str, str] = {}
+
+
+def loaded_libraries() -> dict[str, str]:
+    """The op libraries this process loaded so far: ``{op name: path of the .so}`` (an export copies them)."""
+    return dict(_LOADED_PATHS)
 
 
 def load(spec: OpSpec, *, compiler: str | None = None):
@@ -280,6 +286,7 @@ def load(spec: OpSpec, *, compiler: str | None = None):
         path = build(spec, compiler=compiler)
         try:
             _LOADED[spec.name] = tf.load_op_library(path)
+            _LOADED_PATHS[spec.name] = path
         except tf.errors.NotFoundError as exc:
             raise NativeOpBuildError(
                 f"native op '{spec.name}': loading {path} failed: {exc.message}. Delete it to rebuild, or {spec.fallback_hint}."
