@@ -47,12 +47,13 @@ FRAMEWORK_KEYS = frozenset("""
     stop_on_nonfinite_train_score jit_compile optimize_move_layers_out debug_print_layer_output_template
     log_batch_size tensorboard tensorboard_step_interval tf_log_dir tf_log_memory_usage
     output_file forward_output_layer forward_use_search
+    distributed use_horovod
     search_do_eval search_output_file search_output_file_format search_output_layer search_output_bpe_join
 """.split())
 
 RETURNN_KEYS = frozenset("""
     device tf_session_opts multiprocessing update_on_device cache_size start_epoch start_batch stop
-    truncation use_tensorflow_native_lstm calculate_exp_loss use_horovod
+    truncation use_tensorflow_native_lstm calculate_exp_loss
     max_seq_length_default_target
 """.split())
 

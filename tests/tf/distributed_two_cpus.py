@@ -1,0 +1,73 @@
+"""Run as a script (by tests/tf/test_distributed.py): the same training on one CPU and on two logical CPUs.
+
+Two logical CPU devices must exist before TensorFlow runs any op, hence a process of its own. Prints one
+JSON line with what the test compares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import tensorflow as tf
+
+tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                           [tf.config.LogicalDeviceConfiguration()] * 2)
+
+from returnn.config import Config  # noqa: E402  (after the device setup)
+from returnn.lr_control import read_learning_rate_file  # noqa: E402
+from returnn.tf import checkpoint as ckpt  # noqa: E402
+from returnn.tf.engine import Engine  # noqa: E402
+from returnn.tf.engine_tasks import run_eval  # noqa: E402
+
+
+def config(out_dir: str, **overrides) -> Config:
+    values = {
+        "task": "train",
+        "train": {"class": "Task12AXDataset", "num_seqs": 12, "fixed_random_seed": 3},
+        "dev": {"class": "Task12AXDataset", "num_seqs": 7, "fixed_random_seed": 1},
+        "num_inputs": 9, "num_outputs": 2,
+        "batch_size": 1000, "max_seqs": 5,  # batches of 5, 5, 2 sequences: 5 splits unevenly
+        "network": {"hidden": {"class": "linear", "activation": "tanh", "n_out": 8, "from": "data", "L2": 0.01},
+                    "aux": {"class": "softmax", "loss": "ce", "from": "hidden", "loss_scale": 0.5,
+                            "target": "classes"},  # minimizes the sum over frames, RETURNN's default
+                    "output": {"class": "softmax", "loss": "ce", "from": "hidden",
+                               "loss_opts": {"use_normalized_loss": True}}},
+        "adam": True, "learning_rate": 0.01, "gradient_clip_global_norm": 5.0,
+        "model": os.path.join(out_dir, "net"), "learning_rate_file": os.path.join(out_dir, "lr"),
+        "num_epochs": 1, "log_verbosity": 3, "tensorboard": False,
+    }
+    values.update(overrides)
+    return Config(values)
+
+
+def train(out_dir: str, **overrides) -> tuple[int, dict]:
+    """Train one epoch; returns the number of replicas and the params before training."""
+    engine = Engine(config(out_dir, **overrides))
+    initial = {name: var.numpy() for name, var in engine.network.get_params().items()}
+    engine.train()
+    return (engine.strategy.num_replicas_in_sync if engine.strategy else 1), initial
+
+
+def main(tmp_dir: str) -> None:
+    single, dist = os.path.join(tmp_dir, "single"), os.path.join(tmp_dir, "dist")
+    _, initial = train(single)
+    replicas, initial_dist = train(dist, distributed={"strategy": "mirrored", "devices": ["/cpu:0", "/cpu:1"]})
+    params_single = ckpt.read_checkpoint(os.path.join(single, "net.001"))
+    params_dist = ckpt.read_checkpoint(os.path.join(dist, "net.001"))
+    eval_dist = run_eval(config(dist, task="eval", load_epoch=1))  # a single-device engine loads it
+    print(json.dumps({
+        "replicas": replicas,
+        "names_single": sorted(params_single), "names_dist": sorted(params_dist),
+        "max_diff": {name: float(abs(params_single[name] - params_dist[name]).max()) for name in params_single},
+        "init_diff": max(float(abs(initial[name] - initial_dist[name]).max()) for name in initial),
+        "moved": min(float(abs(params_single[name] - initial[name]).max()) for name in initial),
+        "scores_single": read_learning_rate_file(os.path.join(single, "lr"))[1].error,
+        "scores_dist": read_learning_rate_file(os.path.join(dist, "lr"))[1].error,
+        "eval_dist": eval_dist["dev"]["dev_score"]["cost:output"],
+    }))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
