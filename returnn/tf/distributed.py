@@ -72,8 +72,8 @@ def _canonical(name: str) -> str:
 
 def _refuse_horovod(config: Any) -> None:
     if config.bool("use_horovod", False):
-        raise ConfigError('config key "use_horovod": Horovod is not supported; use '
-                          'distributed = {"strategy": "mirrored"} for the GPUs of one machine (see docs/distributed.rst)')
+        raise ConfigError('config key "use_horovod": Horovod is not supported; use distributed = '
+                          '{"strategy": "mirrored"} for the GPUs of one machine (see docs/distributed.rst)')
 
 
 def strategy_scope(strategy: tf.distribute.Strategy | None) -> ContextManager:

@@ -376,7 +376,8 @@ class Network(TemplatePass, tf.Module):
         for key, value in loss_values.items():
             term = value.to_minimize
             if global_frames is not None and value.per_frame_objective:
-                term = term * tf.cast(value.num_frames, term.dtype) / tf.maximum(tf.cast(global_frames[key], term.dtype), 1.0)
+                frames, all_frames = tf.cast(value.num_frames, term.dtype), tf.cast(global_frames[key], term.dtype)
+                term = term * frames / tf.maximum(all_frames, 1.0)
             terms.append(entries[key].scale * term)
         l2_terms = [term for term in (layer.l2_loss() for layer in self.layers.values()) if term is not None]
         terms += [term / num_replicas for term in l2_terms] if num_replicas > 1 else l2_terms

@@ -53,18 +53,23 @@ def make_distributed_train_step(network: Network, updater: Updater, strategy: tf
         with tf.GradientTape() as tape:
             outputs = network(local, train=True)
             values = network.loss_values(outputs, local)
-            global_frames = ctx.all_reduce(sum_op, {k: tf.cast(v.num_frames, tf.float32) for k, v in values.items()})
-            share = network.total_loss(values, global_frames=global_frames, num_replicas=ctx.num_replicas_in_sync)
+            frames = {key: tf.cast(value.num_frames, tf.float32) for key, value in values.items()}
+            share = network.total_loss(values, global_frames=ctx.all_reduce(sum_op, frames),
+                                       num_replicas=ctx.num_replicas_in_sync)
         grads = tape.gradient(share, variables)
         present = [i for i, g in enumerate(grads) if g is not None]
-        sums = {name: (loss * frames, error * frames, frames) for name, (loss, error, frames) in _loss_tuple(values).items()}
-        summed_grads, sums, total = ctx.all_reduce(sum_op, ([tf.convert_to_tensor(grads[i]) for i in present], sums, share))
+        sums = {name: (loss * frames, error * frames, frames)
+                for name, (loss, error, frames) in _loss_tuple(values).items()}
+        summed_grads, sums, total = ctx.all_reduce(
+            sum_op, ([tf.convert_to_tensor(grads[i]) for i in present], sums, share))
         all_grads = [None] * len(grads)
         for i, grad in zip(present, summed_grads):
             all_grads[i] = grad
         grad_norm = updater.apply_gradients(all_grads)
-        losses = {name: (loss_sum / tf.maximum(frames, 1.0), tf.where(error_sum < 0, -1.0, error_sum / tf.maximum(frames, 1.0)), frames)
-                  for name, (loss_sum, error_sum, frames) in sums.items()}
+        losses = {}
+        for name, (loss_sum, error_sum, frames) in sums.items():
+            error = tf.where(error_sum < 0, -1.0, error_sum / tf.maximum(frames, 1.0))  # -1: the loss has no error
+            losses[name] = (loss_sum / tf.maximum(frames, 1.0), error, frames)
         return losses, total, grad_norm
 
     def train_step(feed):

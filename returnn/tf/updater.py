@@ -73,10 +73,10 @@ class Updater(tf.Module):
         """Truncated Gaussian noise, drawn statelessly from (``random_seed``, step, variable index): every replica
         of a distributed step adds the same noise."""
         step = tf.cast(self.global_train_step, tf.int64)
+        seeds = [tf.stack([step, tf.constant(self.noise_seed * 100003 + i, tf.int64)]) for i in range(len(grads))]
         return [None if g is None else
-                g + tf.random.stateless_truncated_normal(tf.shape(g), tf.stack([step, tf.constant(self.noise_seed * 100003 + i, tf.int64)]),
-                                                         stddev=self.gradient_noise, dtype=g.dtype)
-                for i, g in enumerate(grads)]
+                g + tf.random.stateless_truncated_normal(tf.shape(g), seed, stddev=self.gradient_noise, dtype=g.dtype)
+                for g, seed in zip(grads, seeds)]
 
     def _accumulate_and_maybe_update(self, grads: list) -> None:
         for acc, g in zip(self.accumulators, grads):

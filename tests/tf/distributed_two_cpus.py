@@ -25,16 +25,17 @@ from returnn.tf.engine_tasks import run_eval  # noqa: E402
 def config(out_dir: str, **overrides) -> Config:
     values = {
         "task": "train",
-        "train": {"class": "Task12AXDataset", "num_seqs": 12, "fixed_random_seed": 3},
+        "train": {"class": "Task12AXDataset", "num_seqs": 10, "fixed_random_seed": 3},
         "dev": {"class": "Task12AXDataset", "num_seqs": 7, "fixed_random_seed": 1},
         "num_inputs": 9, "num_outputs": 2,
-        "batch_size": 1000, "max_seqs": 5,  # batches of 5, 5, 2 sequences: 5 splits unevenly
+        "batch_size": 1000, "max_seqs": 3,  # batches of 3, 3, 3, 1 sequences: uneven splits, an empty replica
         "network": {"hidden": {"class": "linear", "activation": "tanh", "n_out": 8, "from": "data", "L2": 0.01},
                     "aux": {"class": "softmax", "loss": "ce", "from": "hidden", "loss_scale": 0.5,
                             "target": "classes"},  # minimizes the sum over frames, RETURNN's default
                     "output": {"class": "softmax", "loss": "ce", "from": "hidden",
                                "loss_opts": {"use_normalized_loss": True}}},
-        "adam": True, "learning_rate": 0.01, "gradient_clip_global_norm": 5.0,
+        "adam": True, "learning_rate": 0.01, "gradient_clip_global_norm": 5.0, "gradient_noise": 0.01,
+        "accum_grad_multiple_step": 2, "weight_decay": 0.001,
         "model": os.path.join(out_dir, "net"), "learning_rate_file": os.path.join(out_dir, "lr"),
         "num_epochs": 1, "log_verbosity": 3, "tensorboard": False,
     }
@@ -42,23 +43,29 @@ def config(out_dir: str, **overrides) -> Config:
     return Config(values)
 
 
-def train(out_dir: str, **overrides) -> tuple[int, dict]:
-    """Train one epoch; returns the number of replicas and the params before training."""
+def train(out_dir: str, **overrides) -> tuple[int, dict, float]:
+    """Train one epoch; returns the number of replicas, the params before training, and the largest difference
+    between two replicas' copies of a variable after it."""
     engine = Engine(config(out_dir, **overrides))
     initial = {name: var.numpy() for name, var in engine.network.get_params().items()}
     engine.train()
-    return (engine.strategy.num_replicas_in_sync if engine.strategy else 1), initial
+    if engine.strategy is None:
+        return 1, initial, 0.0
+    copies = [[c.numpy() for c in engine.strategy.experimental_local_results(var)]
+              for var in engine.checkpoint_variables().values()]
+    spread = max(float(abs(c - cs[0]).max()) for cs in copies for c in cs)
+    return engine.strategy.num_replicas_in_sync, initial, spread
 
 
 def main(tmp_dir: str) -> None:
     single, dist = os.path.join(tmp_dir, "single"), os.path.join(tmp_dir, "dist")
-    _, initial = train(single)
-    replicas, initial_dist = train(dist, distributed={"strategy": "mirrored", "devices": ["/cpu:0", "/cpu:1"]})
+    _, initial, _ = train(single)
+    replicas, initial_dist, spread = train(dist, distributed={"strategy": "mirrored", "devices": ["/cpu:0", "/cpu:1"]})
     params_single = ckpt.read_checkpoint(os.path.join(single, "net.001"))
     params_dist = ckpt.read_checkpoint(os.path.join(dist, "net.001"))
     eval_dist = run_eval(config(dist, task="eval", load_epoch=1))  # a single-device engine loads it
     print(json.dumps({
-        "replicas": replicas,
+        "replicas": replicas, "spread": spread,
         "names_single": sorted(params_single), "names_dist": sorted(params_dist),
         "max_diff": {name: float(abs(params_single[name] - params_dist[name]).max()) for name in params_single},
         "init_diff": max(float(abs(initial[name] - initial_dist[name]).max()) for name in initial),

@@ -25,8 +25,9 @@ def test_mirrored_on_two_cpus_matches_one_device_and_its_checkpoint_loads_on_one
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2
+    assert result["spread"] == 0.0  # every replica made the same update to its copy
     assert result["names_dist"] == result["names_single"]  # the same checkpoint format
-    assert result["init_diff"] == 0.0 and result["moved"] > 1e-3  # same start, and the 3 steps changed every param
+    assert result["init_diff"] == 0.0 and result["moved"] > 1e-3  # same start, and the 4 steps changed every param
     assert max(result["max_diff"].values()) < 1e-5
     assert result["scores_dist"].keys() == result["scores_single"].keys()
     for key, value in result["scores_single"].items():
