@@ -1,4 +1,5 @@
-"""Run as a script (by tests/tf/test_distributed.py): the same training on one CPU and on two logical CPUs.
+"""Run as a script (by tests/tf/test_distributed.py): the same training on one CPU and on two logical CPUs
+(``... OUT_DIR gpu``: on one GPU and on two logical GPUs).
 
 Two logical CPU devices must exist before TensorFlow runs any op, hence a process of its own. Prints one
 JSON line with what the test compares.
@@ -12,8 +13,10 @@ import sys
 
 import tensorflow as tf
 
-tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
-                                           [tf.config.LogicalDeviceConfiguration()] * 2)
+KIND = sys.argv[2] if len(sys.argv) > 2 else "cpu"  # "gpu": two logical GPUs on the first GPU (a device check)
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices(KIND.upper())[0],
+    [tf.config.LogicalDeviceConfiguration(**({"memory_limit": 2048} if KIND == "gpu" else {}))] * 2)
 
 from returnn.config import Config  # noqa: E402  (after the device setup)
 from returnn.lr_control import read_learning_rate_file  # noqa: E402
@@ -60,7 +63,7 @@ def train(out_dir: str, **overrides) -> tuple[int, dict, float]:
 def main(tmp_dir: str) -> None:
     single, dist = os.path.join(tmp_dir, "single"), os.path.join(tmp_dir, "dist")
     _, initial, _ = train(single)
-    replicas, initial_dist, spread = train(dist, distributed={"strategy": "mirrored", "devices": ["/cpu:0", "/cpu:1"]})
+    replicas, initial_dist, spread = train(dist, distributed={"strategy": "mirrored", "devices": [f"/{KIND}:0", f"/{KIND}:1"]})
     params_single = ckpt.read_checkpoint(os.path.join(single, "net.001"))
     params_dist = ckpt.read_checkpoint(os.path.join(dist, "net.001"))
     eval_dist = run_eval(config(dist, task="eval", load_epoch=1))  # a single-device engine loads it
