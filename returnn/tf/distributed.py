@@ -9,6 +9,8 @@ update to its copy of the params (see ``returnn.tf.steps.make_train_step``).
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 from typing import Any, ContextManager, Mapping
 
 import tensorflow as tf
@@ -17,9 +19,8 @@ from returnn.errors import ConfigError
 from returnn.log import logger
 from returnn.tensor.extern_data import size_keys
 
-STRATEGIES = {"mirrored": ("devices",)}  # strategy -> its options besides "strategy"
-_NEXT_STEP = {"multi_worker": "MultiWorkerMirroredStrategy is not implemented yet (see docs/distributed.rst)",
-              "parameter_server": "ParameterServerStrategy is not supported"}
+STRATEGIES = {"mirrored": ("devices",), "multi_worker": ()}  # strategy -> its options besides "strategy"
+_NEXT_STEP = {"parameter_server": "ParameterServerStrategy is not supported"}
 
 
 def strategy_from_config(config: Any) -> tf.distribute.Strategy | None:
@@ -40,12 +41,58 @@ def strategy_from_config(config: Any) -> tf.distribute.Strategy | None:
     unknown = sorted(set(spec) - {"strategy", *STRATEGIES[kind]})
     if unknown:
         raise ConfigError(f'config key "distributed": strategy {kind!r} has no option {unknown[0]!r}; '
-                          f"options: {', '.join(STRATEGIES[kind])}")
+                          f"options: {', '.join(STRATEGIES[kind]) or 'none'}")
+    if kind == "multi_worker":
+        return _multi_worker_strategy()
     devices = _checked_devices(spec.get("devices"))
     strategy = tf.distribute.MirroredStrategy(devices=devices)
     logger.info(f"distributed: mirrored strategy over {strategy.num_replicas_in_sync} replica(s): "
                 f"{', '.join(strategy.extended.worker_devices)}")
     return strategy
+
+
+def _multi_worker_strategy() -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy over the cluster of ``TF_CONFIG`` (one worker of the local devices without it)."""
+    _check_tf_config(os.environ.get("TF_CONFIG"))
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f'config key "distributed": strategy "multi_worker" could not start: {exc}. It must be '
+                          "made before TensorFlow runs any op (build the Engine first)") from exc
+    resolver = strategy.cluster_resolver
+    logger.info(f"distributed: multi_worker strategy, {strategy.num_replicas_in_sync} replica(s) in all; this is "
+                f"{resolver.task_type or 'the only worker'} {resolver.task_id if resolver.task_type else ''}".rstrip())
+    return strategy
+
+
+def _check_tf_config(text: str | None) -> None:
+    """TF_CONFIG as MultiWorkerMirroredStrategy needs it: ``{"cluster": {"worker": [...]}, "task": {...}}``."""
+    if not text:
+        return
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"environment variable TF_CONFIG (for distributed multi_worker): not JSON ({exc})") from exc
+    cluster, task = (value.get("cluster"), value.get("task")) if isinstance(value, dict) else (None, None)
+    workers = cluster.get("worker", []) + cluster.get("chief", []) if isinstance(cluster, dict) else []
+    if not workers or not isinstance(task, dict) or task.get("type") not in ("worker", "chief") \
+            or not isinstance(task.get("index"), int):
+        raise ConfigError('environment variable TF_CONFIG (for distributed multi_worker): expected {"cluster": '
+                          '{"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}, got ' + text)
+    if not 0 <= task["index"] < len(cluster.get(task["type"], [])):
+        raise ConfigError(f'environment variable TF_CONFIG: task {task["type"]} {task["index"]} is not in the '
+                          f"cluster {cluster}")
+
+
+def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
+    """Whether this process writes checkpoints, the learning-rate file and summaries: always, unless it is a
+    worker of a multi-worker cluster other than its chief (task "chief", else worker 0)."""
+    resolver = getattr(strategy, "cluster_resolver", None) if strategy is not None else None
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
 
 
 def _checked_devices(devices: Any) -> list[str] | None:

@@ -24,7 +24,7 @@ from returnn.lr_control import LearningRateControl, learning_rate_control_from_c
 from returnn.tensor.extern_data import check_dataset_matches_extern_data
 from returnn.tf import checkpoint as ckpt
 from returnn.tf.checkpoint_returnn import RETURNN_STEP_VAR
-from returnn.tf.distributed import strategy_from_config, strategy_scope
+from returnn.tf.distributed import is_chief, strategy_from_config, strategy_scope
 from returnn.tf.forward import forward_to_hdf as _forward_to_hdf
 from returnn.tf.model_cleanup import cleanup_options, epochs_to_delete
 from returnn.tf.network import Network
@@ -48,6 +48,7 @@ class Engine:
         config = self.config
         tf.random.set_seed(config.int("random_seed", 42))
         self.strategy = strategy_from_config(config)  # None: one device; variables are made in its scope
+        self.is_chief = is_chief(self.strategy)  # only the chief of a multi-worker cluster writes files
         # search: choice layers search, no losses; output_layer: what a task outputs is built too
         self._search, self._output_layer = search, output_layer
         self.network: Network | None = None  # without extern_data in the config: built from the first dataset given
@@ -120,8 +121,10 @@ class Engine:
         return variables
 
     def save_model(self, epoch: int) -> str:
-        """Write ``model.NNN`` atomically; returns its prefix."""
+        """Write ``model.NNN`` atomically (only the chief of a multi-worker cluster writes); returns its prefix."""
         prefix = ckpt.epoch_checkpoint_prefix(self.model_prefix(), epoch)
+        if not self.is_chief:
+            return prefix
         ckpt.save_checkpoint(prefix, self.checkpoint_variables())
         logger.log(DETAIL, f"Saved model {prefix}")
         return prefix
@@ -226,7 +229,8 @@ class Engine:
         lr_file_existed = bool(lr_file) and os.path.exists(lr_file)
         self.lr_control = learning_rate_control_from_config(self.config)
         model = self.model_prefix()
-        ckpt.remove_stale_temp_files(model)
+        if self.is_chief:  # another worker's temp files are the chief's, being written
+            ckpt.remove_stale_temp_files(model)
         epochs = ckpt.existing_epochs(model)
         self.use_net_dict(self.net_dict_for_epoch(epochs[-1] if epochs else 1))
         with strategy_scope(self.strategy):
@@ -372,7 +376,8 @@ class Engine:
     def _finish_epoch(self, epoch: int, errors: dict) -> None:
         """Record the epoch's scores in the learning-rate file (written before its checkpoint)."""
         self.lr_control.set_epoch_error(epoch, errors)
-        self.lr_control.save()
+        if self.is_chief:
+            self.lr_control.save()
 
     def _save_trained_epoch_after_failed_eval(self, epoch: int, errors: dict) -> None:
         """Scoring dev/eval failed: keep the trained epoch (the scores so far, checkpoint regardless of
@@ -438,7 +443,7 @@ class Engine:
 
     def _cleanup_old_models(self, num_epochs: int) -> None:
         options = cleanup_options(self.config.typed_value("cleanup_old_models"))
-        if options is None:
+        if options is None or not self.is_chief:
             return
         model = self.model_prefix()
         scores = {e: self.lr_control.get_epoch_error_key_value(e)[1] for e in ckpt.existing_epochs(model)}
@@ -532,7 +537,7 @@ class Engine:
     # ---- TensorBoard -----------------------------------------------------------------------------
 
     def _writer(self) -> ScalarWriter | None:
-        if self._summary_writer is None and self.model and self.config.bool("tensorboard", True):
+        if self._summary_writer is None and self.model and self.is_chief and self.config.bool("tensorboard", True):
             log_dir = self.config.value("tf_log_dir") or os.path.join(os.path.dirname(os.path.abspath(self.model)), "tensorboard")
             self._summary_writer = ScalarWriter(log_dir)
         return self._summary_writer
