@@ -1,9 +1,10 @@
 """``distributed``: training on several devices with ``tf.distribute`` (the strategy, and the batch split).
 
-Config: ``distributed = {"strategy": "mirrored"}`` (every local GPU, else the CPU) or
-``{"strategy": "mirrored", "devices": ["/gpu:0", "/gpu:1"]}``. Each train step splits the batch by
-sequences over the replicas; the strategy all-reduces the gradients, and every replica applies the same
-update to its copy of the params (see ``returnn.tf.steps.make_train_step``).
+Config: ``distributed = {"strategy": "mirrored"}`` (every local GPU, else the CPU),
+``{"strategy": "mirrored", "devices": ["/gpu:0", "/gpu:1"]}``, or ``{"strategy": "multi_worker"}`` (the cluster of
+``TF_CONFIG``). Each train step splits the batch by sequences over the replicas; the strategy all-reduces the
+gradients, and every replica applies the same update to its copy of the params (see
+``returnn.tf.steps.make_distributed_train_step``). See docs/distributed.rst.
 """
 
 from __future__ import annotations
