@@ -42,7 +42,8 @@ def train(out_dir: str, **overrides) -> tuple[int, dict, float]:
 def main(tmp_dir: str) -> None:
     single, dist = os.path.join(tmp_dir, "single"), os.path.join(tmp_dir, "dist")
     _, initial, _ = train(single)
-    replicas, initial_dist, spread = train(dist, distributed={"strategy": "mirrored", "devices": [f"/{KIND}:0", f"/{KIND}:1"]})
+    devices = [f"/{KIND}:0", f"/{KIND}:1"]
+    replicas, initial_dist, spread = train(dist, distributed={"strategy": "mirrored", "devices": devices})
     params_single = ckpt.read_checkpoint(os.path.join(single, "net.001"))
     params_dist = ckpt.read_checkpoint(os.path.join(dist, "net.001"))
     eval_dist = run_eval(config(dist, task="eval", load_epoch=1))  # a single-device engine loads it
