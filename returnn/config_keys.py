@@ -48,13 +48,14 @@ FRAMEWORK_KEYS = frozenset("""
     log_batch_size tensorboard tensorboard_step_interval tf_log_dir tf_log_memory_usage
     output_file forward_output_layer forward_use_search
     hidden_size hidden_type hidden_name activation bidirectional dropout L1_reg L2_reg loss truncation
+    distributed use_horovod
     search_do_eval search_output_file search_output_file_format search_output_layer search_output_bpe_join
     export_dir
 """.split())
 
 RETURNN_KEYS = frozenset("""
     device tf_session_opts multiprocessing update_on_device cache_size start_epoch start_batch stop
-    use_tensorflow_native_lstm calculate_exp_loss use_horovod
+    use_tensorflow_native_lstm calculate_exp_loss
     max_seq_length_default_target
 """.split())
 

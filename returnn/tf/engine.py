@@ -24,6 +24,7 @@ from returnn.lr_control import LearningRateControl, learning_rate_control_from_c
 from returnn.tensor.extern_data import check_dataset_matches_extern_data
 from returnn.tf import checkpoint as ckpt
 from returnn.tf.checkpoint_returnn import RETURNN_STEP_VAR
+from returnn.tf.distributed import is_chief, strategy_from_config, strategy_scope
 from returnn.tf.forward import forward_to_hdf as _forward_to_hdf
 from returnn.tf.model_cleanup import cleanup_options, epochs_to_delete
 from returnn.tf.network import Network
@@ -47,6 +48,8 @@ class Engine:
         self.config = config if config is not None else get_global_config()
         config = self.config
         tf.random.set_seed(config.int("random_seed", 42))
+        self.strategy = strategy_from_config(config)  # None: one device; variables are made in its scope
+        self.is_chief = is_chief(self.strategy)  # only the chief of a multi-worker cluster writes files
         # search: choice layers search, no losses; output_layer: what a task outputs is built too
         self._search, self._output_layer = search, output_layer
         self.network: Network | None = None  # without extern_data in the config: built from the first dataset given
@@ -67,7 +70,9 @@ class Engine:
 
     def _build_network(self, *, search: bool, output_layer: str | None) -> None:
         self._search, self._output_layer = search, output_layer
-        self.network = Network.from_config(self.config, search=search, also_build=[output_layer] if output_layer else [])
+        with strategy_scope(self.strategy):
+            self.network = Network.from_config(self.config, search=search,
+                                               also_build=[output_layer] if output_layer else [])
         self._eval_step = None
 
     def _network_for(self, dataset: Dataset | None) -> Network:
@@ -117,8 +122,10 @@ class Engine:
         return variables
 
     def save_model(self, epoch: int) -> str:
-        """Write ``model.NNN`` atomically; returns its prefix."""
+        """Write ``model.NNN`` atomically (only the chief of a multi-worker cluster writes); returns its prefix."""
         prefix = ckpt.epoch_checkpoint_prefix(self.model_prefix(), epoch)
+        if not self.is_chief:
+            return prefix
         ckpt.save_checkpoint(prefix, self.checkpoint_variables())
         logger.log(DETAIL, f"Saved model {prefix}")
         return prefix
@@ -199,15 +206,17 @@ class Engine:
             return False
         old_params = {name: var.numpy() for name, var in self.network.get_params().items()}
         self.net_dict = net_dict
-        self.network = Network(net_dict, extern_data=self.network.extern_data, random_seed=self.config.int("random_seed", 42),
-                               options=self.network.options)
+        with strategy_scope(self.strategy):
+            self.network = Network(net_dict, extern_data=self.network.extern_data,
+                                   random_seed=self.config.int("random_seed", 42), options=self.network.options)
         new_params = self.network.get_params()
         copied = {n: v for n, v in old_params.items() if n in new_params and tuple(new_params[n].shape) == v.shape}
         self.network.load_params(copied, ignore_missing=True)
         self._eval_step = None
         if self.updater is not None:
             old = self.updater
-            self.updater = Updater(self.config, list(self.network.trainable_variables))
+            with strategy_scope(self.strategy):
+                self.updater = Updater(self.config, list(self.network.trainable_variables))
             self.updater.global_train_step.assign(old.global_train_step)
             self.updater.learning_rate.assign(old.learning_rate)
         logger.info(f"Network now has layers {', '.join(self.network.layers)} ({len(copied)} params carried over)")
@@ -221,10 +230,12 @@ class Engine:
         lr_file_existed = bool(lr_file) and os.path.exists(lr_file)
         self.lr_control = learning_rate_control_from_config(self.config)
         model = self.model_prefix()
-        ckpt.remove_stale_temp_files(model)
+        if self.is_chief:  # another worker's temp files are the chief's, being written
+            ckpt.remove_stale_temp_files(model)
         epochs = ckpt.existing_epochs(model)
         self.use_net_dict(self.net_dict_for_epoch(epochs[-1] if epochs else 1))
-        self.updater = Updater(self.config, list(self.network.trainable_variables))
+        with strategy_scope(self.strategy):
+            self.updater = Updater(self.config, list(self.network.trainable_variables))
         if epochs:
             self.epoch = self._load_newest_readable_checkpoint(model, epochs)
         elif self.config.value("load"):
@@ -302,12 +313,19 @@ class Engine:
             if self.use_net_dict(self.net_dict_for_epoch(epoch)) or train_step is None:
                 if train_step is not None:
                     warn_on_retrace(train_step, "train")
-                train_step = make_train_step(self.network, self.updater,
-                                                        jit_compile=self.config.bool("jit_compile", False))
+                train_step = make_train_step(self.network, self.updater, jit_compile=self._jit_compile(),
+                                             strategy=self.strategy)
             if last_best is not None:
                 self._maybe_use_last_best_model(epoch, last_best)
             self._train_epoch(epoch, train_data, eval_sets, train_step, num_epochs)
         warn_on_retrace(train_step, "train")
+
+    def _jit_compile(self) -> bool:
+        jit_compile = self.config.bool("jit_compile", False)
+        if jit_compile and self.strategy is not None:
+            raise ConfigError('config keys "jit_compile" and "distributed": XLA compilation of the distributed train '
+                              "step is not supported; set jit_compile = False")
+        return jit_compile
 
     def _maybe_use_last_best_model(self, epoch: int, options: dict) -> None:
         """``use_last_best_model``: before ``epoch``, continue from the best recent epoch's params (fresh
@@ -363,7 +381,8 @@ class Engine:
     def _finish_epoch(self, epoch: int, errors: dict) -> None:
         """Record the epoch's scores in the learning-rate file (written before its checkpoint)."""
         self.lr_control.set_epoch_error(epoch, errors)
-        self.lr_control.save()
+        if self.is_chief:
+            self.lr_control.save()
 
     def _save_trained_epoch_after_failed_eval(self, epoch: int, errors: dict) -> None:
         """Scoring dev/eval failed: keep the trained epoch (the scores so far, checkpoint regardless of
@@ -429,7 +448,7 @@ class Engine:
 
     def _cleanup_old_models(self, num_epochs: int) -> None:
         options = cleanup_options(self.config.typed_value("cleanup_old_models"))
-        if options is None:
+        if options is None or not self.is_chief:
             return
         model = self.model_prefix()
         scores = {e: self.lr_control.get_epoch_error_key_value(e)[1] for e in ckpt.existing_epochs(model)}
@@ -523,7 +542,7 @@ class Engine:
     # ---- TensorBoard -----------------------------------------------------------------------------
 
     def _writer(self) -> ScalarWriter | None:
-        if self._summary_writer is None and self.model and self.config.bool("tensorboard", True):
+        if self._summary_writer is None and self.model and self.is_chief and self.config.bool("tensorboard", True):
             log_dir = self.config.value("tf_log_dir") or os.path.join(os.path.dirname(os.path.abspath(self.model)), "tensorboard")
             self._summary_writer = ScalarWriter(log_dir)
         return self._summary_writer

@@ -35,6 +35,11 @@ class LossValue:
     def to_minimize(self) -> Any:
         return self.loss if self.objective is None else self.objective
 
+    @property
+    def per_frame_objective(self) -> bool:
+        """Whether training minimizes the per-frame loss (a mean over ``num_frames``) rather than a sum."""
+        return self.objective is None or self.objective is self.loss
+
 
 @dataclasses.dataclass
 class LossEntry:

@@ -363,11 +363,23 @@ class Network(TemplatePass, tf.Module):
             results[key] = loss(outputs[entry.output_key], target_data)
         return results
 
-    def total_loss(self, loss_values: Mapping[str, LossValue]) -> Any:
-        """Sum of ``loss_scale`` times each loss, plus the ``L2`` terms of the layers."""
+    def total_loss(self, loss_values: Mapping[str, LossValue], *, global_frames: Mapping[str, Any] | None = None,
+                   num_replicas: int = 1) -> Any:
+        """Sum of ``loss_scale`` times each loss, plus the ``L2`` terms of the layers.
+
+        In one replica of a distributed step (``global_frames``: each loss's frame count over all replicas), this
+        replica's share, such that the shares of all replicas sum to the total loss of the whole batch.
+        """
         entries = self.loss_entries()
-        terms = [entries[key].scale * value.to_minimize for key, value in loss_values.items()]
-        terms += [term for term in (layer.l2_loss() for layer in self.layers.values()) if term is not None]
+        terms = []
+        for key, value in loss_values.items():
+            term = value.to_minimize
+            if global_frames is not None and value.per_frame_objective:
+                frames, all_frames = tf.cast(value.num_frames, term.dtype), tf.cast(global_frames[key], term.dtype)
+                term = term * frames / tf.maximum(all_frames, 1.0)
+            terms.append(entries[key].scale * term)
+        l2_terms = [term for term in (layer.l2_loss() for layer in self.layers.values()) if term is not None]
+        terms += [term / num_replicas for term in l2_terms] if num_replicas > 1 else l2_terms
         return tf.add_n(terms) if terms else tf.constant(0.0)
 
     def get_layer(self, name: str) -> LayerBase:

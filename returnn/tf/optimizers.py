@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import tensorflow as tf
 
 from returnn.errors import ConfigError
+from returnn.tf.distributed import assign_add, assign_sub
 
 DEFAULT_EPSILON = 1e-16  # RETURNN's default `optimizer_epsilon` for TensorFlow
 _OPTIONS = {
@@ -87,7 +88,7 @@ class Optimizer(tf.Module):
 
     def apply(self, grads: Sequence[tf.Tensor | None], learning_rate: tf.Tensor) -> None:
         """Update every variable with its gradient (None: no update for that variable)."""
-        self.iterations.assign_add(1)
+        assign_add(self.iterations, 1)
         step = tf.cast(self.iterations, tf.float32)
         for key, var, grad in zip(self.slot_keys, self.variables_to_train, grads):
             if grad is None:
@@ -107,7 +108,7 @@ class Optimizer(tf.Module):
         elif self.kind in ("adam", "nadam", "adamw"):
             beta1, beta2 = tf.constant(opt["beta1"], dtype), tf.constant(opt["beta2"], dtype)
             if self.kind == "adamw" and opt["weight_decay"]:
-                var.assign_sub(lr * tf.constant(opt["weight_decay"], dtype) * var)
+                assign_sub(var, lr * tf.constant(opt["weight_decay"], dtype) * var)
             tf.raw_ops.ResourceApplyAdam(
                 var=var.handle, m=slots["m"].handle, v=slots["v"].handle,
                 beta1_power=tf.pow(beta1, tf.cast(step, dtype)), beta2_power=tf.pow(beta2, tf.cast(step, dtype)),

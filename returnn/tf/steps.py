@@ -12,13 +12,17 @@ from typing import Any, Callable, Mapping, Sequence
 import tensorflow as tf
 
 from returnn.log import logger
+from returnn.tf.distributed import replica_feed
 from returnn.tf.network import Network
 from returnn.tf.updater import Updater
 
 
-def make_train_step(network: Network, updater: Updater, *, jit_compile: bool = False) -> Callable:
+def make_train_step(network: Network, updater: Updater, *, jit_compile: bool = False,
+                    strategy: tf.distribute.Strategy | None = None) -> Callable:
     """``step(network.feed(batch, with_targets=True)) -> ({loss name: (loss, error, frames)}, total, grad norm)``,
-    updating params."""
+    updating params. With a ``strategy``, the replicas share the batch (see ``make_distributed_train_step``)."""
+    if strategy is not None:
+        return make_distributed_train_step(network, updater, strategy)
     signature = network.input_signature(with_targets=True)
     variables = updater.variables_to_train
 
@@ -32,6 +36,47 @@ def make_train_step(network: Network, updater: Updater, *, jit_compile: bool = F
         return _loss_tuple(values), total, grad_norm
 
     return tf.function(train_step, input_signature=[signature], jit_compile=jit_compile or None, autograph=False)
+
+
+def make_distributed_train_step(network: Network, updater: Updater, strategy: tf.distribute.Strategy) -> Callable:
+    """The train step under ``strategy.run``: each replica takes its sequences of the batch, the strategy sums the
+    gradients (and the loss sums and frame counts) over the replicas, and every replica applies the same update to
+    its copy of the params. Returns what ``make_train_step`` returns, over the whole batch."""
+    signature = network.input_signature(with_targets=True)
+    templates = {key: network.extern_data[key] for key in signature if ":" not in key}
+    variables = updater.variables_to_train
+    sum_op = tf.distribute.ReduceOp.SUM
+
+    def replica_step(feed):
+        ctx = tf.distribute.get_replica_context()
+        local = replica_feed(feed, templates)
+        with tf.GradientTape() as tape:
+            outputs = network(local, train=True)
+            values = network.loss_values(outputs, local)
+            frames = {key: tf.cast(value.num_frames, tf.float32) for key, value in values.items()}
+            share = network.total_loss(values, global_frames=ctx.all_reduce(sum_op, frames),
+                                       num_replicas=ctx.num_replicas_in_sync)
+        grads = tape.gradient(share, variables)
+        present = [i for i, g in enumerate(grads) if g is not None]
+        sums = {name: (loss * frames, error * frames, frames)
+                for name, (loss, error, frames) in _loss_tuple(values).items()}
+        summed_grads, sums, total = ctx.all_reduce(
+            sum_op, ([tf.convert_to_tensor(grads[i]) for i in present], sums, share))
+        all_grads = [None] * len(grads)
+        for i, grad in zip(present, summed_grads):
+            all_grads[i] = grad
+        grad_norm = updater.apply_gradients(all_grads)
+        losses = {}
+        for name, (loss_sum, error_sum, frames) in sums.items():
+            error = tf.where(error_sum < 0, -1.0, error_sum / tf.maximum(frames, 1.0))  # -1: the loss has no error
+            losses[name] = (loss_sum / tf.maximum(frames, 1.0), error, frames)
+        return losses, total, grad_norm
+
+    def train_step(feed):
+        results = strategy.run(replica_step, args=(feed,))
+        return tf.nest.map_structure(lambda value: strategy.experimental_local_results(value)[0], results)
+
+    return tf.function(train_step, input_signature=[signature], autograph=False)
 
 
 def make_eval_step(network: Network) -> Callable:

@@ -15,6 +15,7 @@ from typing import Sequence
 import tensorflow as tf
 
 from returnn.errors import ConfigError
+from returnn.tf.distributed import assign, assign_add, assign_sub
 from returnn.tf.optimizers import Optimizer, optimizer_from_config
 
 
@@ -38,6 +39,7 @@ class Updater(tf.Module):
                 raise ConfigError(f'config key "{key}": expected a value >= 0, got {value}')
         if self.accum_steps < 1:
             raise ConfigError(f'config key "accum_grad_multiple_step": expected an int >= 1, got {self.accum_steps}')
+        self.noise_seed = config.int("random_seed", 42)
         self.global_train_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_train_step")
         self.accumulators = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="accum")
                              for v in self.variables_to_train] if self.accum_steps > 1 else []
@@ -53,31 +55,38 @@ class Updater(tf.Module):
         global_norm = tf.linalg.global_norm(present) if present else tf.constant(0.0)
         # RETURNN's order: noise, then clipping (so the clipping bounds the noise too)
         if self.gradient_noise:
-            grads = [None if g is None else
-                     g + tf.random.truncated_normal(tf.shape(g), stddev=self.gradient_noise, dtype=g.dtype)
-                     for g in grads]
+            grads = self._add_noise(grads)
         if self.gradient_clip:
             grads = [None if g is None else tf.clip_by_value(g, -self.gradient_clip, self.gradient_clip) for g in grads]
         if self.gradient_clip_global_norm:
             clipped, _ = tf.clip_by_global_norm([g for g in grads if g is not None], self.gradient_clip_global_norm)
             it = iter(clipped)
             grads = [None if g is None else next(it) for g in grads]
-        self.global_train_step.assign_add(1)
+        assign_add(self.global_train_step, 1)
         if self.accum_steps == 1:
             self._update(grads)
         else:
             self._accumulate_and_maybe_update(grads)
         return global_norm
 
+    def _add_noise(self, grads: list) -> list:
+        """Truncated Gaussian noise, drawn statelessly from (``random_seed``, step, variable index): every replica
+        of a distributed step adds the same noise."""
+        step = tf.cast(self.global_train_step, tf.int64)
+        seeds = [tf.stack([step, tf.constant(self.noise_seed * 100003 + i, tf.int64)]) for i in range(len(grads))]
+        return [None if g is None else
+                g + tf.random.stateless_truncated_normal(tf.shape(g), seed, stddev=self.gradient_noise, dtype=g.dtype)
+                for g, seed in zip(grads, seeds)]
+
     def _accumulate_and_maybe_update(self, grads: list) -> None:
         for acc, g in zip(self.accumulators, grads):
             if g is not None:
-                acc.assign_add(g)
+                assign_add(acc, g)
 
         def update():
             self._update([None if g is None else acc / float(self.accum_steps) for acc, g in zip(self.accumulators, grads)])
             for acc in self.accumulators:
-                acc.assign(tf.zeros_like(acc))
+                assign(acc, tf.zeros_like(acc))
             return tf.constant(True)
 
         tf.cond(self.global_train_step % self.accum_steps == 0, update, lambda: tf.constant(False))
@@ -87,4 +96,4 @@ class Updater(tf.Module):
         if self.weight_decay:
             for var, g in zip(self.variables_to_train, grads):
                 if g is not None:
-                    var.assign_sub(self.learning_rate * self.weight_decay * var)
+                    assign_sub(var, self.learning_rate * self.weight_decay * var)
