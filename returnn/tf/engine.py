@@ -4,6 +4,9 @@ Training state lives in two files per run: checkpoints ``model.NNN`` (params, op
 counter; see ``returnn.tf.checkpoint``) and the ``learning_rate_file`` (learning rates and scores per
 epoch). After each epoch the learning-rate file is written first, then the checkpoint; a restart resumes
 after the newest complete checkpoint and forgets scores of epochs that have none.
+
+Its parts: checkpoints (``engine_checkpoints``), RETURNN's scripting API (``engine_scripting``) and
+TensorBoard scalars (``engine_summaries``) are mixins; training and evaluation are here.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import math
 import os
 import time
 
-import numpy as np
 import tensorflow as tf
 
 from returnn.config import Config, get_global_config
@@ -23,15 +25,14 @@ from returnn.log import DETAIL, logger
 from returnn.lr_control import LearningRateControl, learning_rate_control_from_config
 from returnn.tensor.extern_data import check_dataset_matches_extern_data
 from returnn.tf import checkpoint as ckpt
-from returnn.tf.checkpoint_returnn import RETURNN_STEP_VAR
 from returnn.tf.distributed import is_chief, strategy_from_config, strategy_scope
-from returnn.tf.forward import forward_to_hdf as _forward_to_hdf
+from returnn.tf.engine_checkpoints import EngineCheckpoints
+from returnn.tf.engine_scripting import EngineScripting
+from returnn.tf.engine_summaries import EngineSummaries, flat_errors
+from returnn.tf.legacy_network import net_dict_from_config
 from returnn.tf.model_cleanup import cleanup_options, epochs_to_delete
 from returnn.tf.network import Network
-from returnn.tf.legacy_network import net_dict_from_config
 from returnn.tf.pretrain import pretrain_from_config
-from returnn.tf.search import search_and_write
-from returnn.tf.summaries import ScalarWriter
 from returnn.tf.steps import ScoreAccumulator, make_eval_step, make_train_step, warn_on_retrace
 from returnn.tf.updater import Updater
 from returnn.util.progress import StepReporter, format_scores
@@ -41,7 +42,7 @@ class NonFiniteScoreError(ReturnnError, FloatingPointError):
     """A training step gave a NaN or Inf loss (``stop_on_nonfinite_train_score``)."""
 
 
-class Engine:
+class Engine(EngineCheckpoints, EngineScripting, EngineSummaries):
     """One network built from ``config["network"]``; tasks call ``train``, ``eval_model`` or ``forward_to_hdf``."""
 
     def __init__(self, config: Config | None = None, *, search: bool = False, output_layer: str | None = None):
@@ -103,96 +104,6 @@ class Engine:
 
     def _batches(self, dataset: Dataset, epoch: int, *, train: bool):
         return batch_generator_from_config(dataset, self.config, epoch=epoch, train=train)
-
-    # ---- variables and checkpoints ----------------------------------------------------------
-
-    def checkpoint_variables(self) -> dict[str, tf.Variable]:
-        """Everything a checkpoint holds: params by name, and the updater's state under ``updater/``."""
-        variables = dict(self.network.get_params())
-        if self.updater is not None:
-            opt = self.updater.optimizer
-            variables["updater/global_train_step"] = self.updater.global_train_step
-            variables["updater/learning_rate"] = self.updater.learning_rate
-            variables["updater/optimizer/iterations"] = opt.iterations
-            for key, slots in opt.slots.items():
-                for slot, var in slots.items():
-                    variables[f"updater/optimizer/{key}/{slot}"] = var
-            for var_name, acc in zip(opt.slot_keys, self.updater.accumulators):
-                variables[f"updater/accum/{var_name}"] = acc
-        return variables
-
-    def save_model(self, epoch: int) -> str:
-        """Write ``model.NNN`` atomically (only the chief of a multi-worker cluster writes); returns its prefix."""
-        prefix = ckpt.epoch_checkpoint_prefix(self.model_prefix(), epoch)
-        if not self.is_chief:
-            return prefix
-        ckpt.save_checkpoint(prefix, self.checkpoint_variables())
-        logger.log(DETAIL, f"Saved model {prefix}")
-        return prefix
-
-    def load_model(self, prefix: str, *, params_only: bool = False) -> None:
-        """Load a checkpoint (params only, or with the updater state when training).
-
-        A RETURNN checkpoint gives the params (names mapped) and the train step; the optimizer state starts fresh.
-        """
-        if ckpt.is_returnn_checkpoint_file(prefix):
-            ckpt.load_checkpoint(prefix, self.network.get_params())
-            logger.info(f"Loaded model {prefix} (written by RETURNN: variable names and layouts mapped)")
-            if not params_only and self.updater is not None:
-                step = ckpt.read_checkpoint(prefix).get(RETURNN_STEP_VAR, 0)
-                self.updater.global_train_step.assign(int(step))
-                logger.info(f"Continuing from a RETURNN checkpoint at train step {int(step)}: the optimizer state "
-                            "starts fresh (RETURNN's is not carried over)")
-            return
-        variables = self.network.get_params() if params_only else self.checkpoint_variables()
-        ckpt.load_checkpoint(prefix, variables, ignore_missing=False)
-        logger.info(f"Loaded model {prefix}")
-
-    def model_prefix(self) -> str:
-        """The config's ``model`` (checkpoint path prefix); a clear error when it is missing."""
-        if not self.model:
-            raise ConfigError('config key "model" is missing: it is the path prefix of the checkpoints (model.NNN)')
-        return self.model
-
-    def _preload_from_files(self) -> None:
-        """``preload_from_files``: init params from other models by name, optionally with a prefix."""
-        spec = self.config.typed_value("preload_from_files") or {}
-        if not isinstance(spec, dict):
-            raise ConfigError(f'config key "preload_from_files": expected a dict of {{name: {{"filename": ...}}}}, got {spec!r}')
-        params = self.network.get_params()
-        for name, opts in spec.items():
-            if not isinstance(opts, dict) or "filename" not in opts:
-                raise ConfigError(f'config key "preload_from_files": entry {name!r} needs a "filename"')
-            prefix = opts.get("prefix", "")
-            chosen = {k: v for k, v in params.items() if k.startswith(prefix)} if prefix else params
-            mapping = {k: k[len(prefix):] for k in chosen}
-            loaded = ckpt.load_checkpoint(opts["filename"], chosen, name_map=mapping,
-                                          ignore_missing=bool(opts.get("ignore_missing", False)))
-            logger.info(f"preload_from_files {name!r}: {len(loaded)} params from {opts['filename']}")
-
-    def load_for_inference(self, *, allow_fresh: bool = False) -> int:
-        """Load ``load`` (a checkpoint path), else epoch ``load_epoch``, else the newest ``model.NNN``; returns the epoch.
-
-        ``allow_fresh`` (task forward): with no ``load``, no ``load_epoch`` and no checkpoint on disk, the params stay
-        freshly initialized (from ``random_seed``), with a warning, as in RETURNN; returns 0.
-        """
-        config = self.config
-        if config.value("load"):
-            self.load_model(config.value("load"), params_only=True)
-            return config.int("load_epoch", 1)
-        if allow_fresh and not config.has("load_epoch") and not (self.model and ckpt.existing_epochs(self.model)):
-            where = f'no complete checkpoint "{self.model}.NNN" on disk' if self.model else 'no "model" set'
-            logger.warning(f'no model to load ("load" not set, {where}): running with freshly initialized params '
-                           f'(random_seed {config.int("random_seed", 42)})')
-            return 0
-        model = self.model_prefix()
-        epochs = ckpt.existing_epochs(model)
-        epoch = config.int("load_epoch", epochs[-1] if epochs else 0)
-        if not epoch or epoch not in epochs:
-            raise ConfigError(f'no model to load: "model" is {model!r} and the complete checkpoints on disk are for '
-                              f"epochs {epochs or 'none'}" + (f"; load_epoch {epoch} is not among them" if epoch else ""))
-        self.load_model(ckpt.epoch_checkpoint_prefix(model, epoch), params_only=True)
-        return epoch
 
     # ---- the network of an epoch (pretraining grows it) ---------------------------------------
 
@@ -272,23 +183,6 @@ class Engine:
         logger.info(f"Resuming at epoch {epoch} with learning rate {learning_rate:g} from learning_rate_file "
                     f"{filename!r} ({source}){note}")
 
-    def _load_newest_readable_checkpoint(self, model: str, epochs: list[int]) -> int:
-        """Load the newest checkpoint of ``epochs`` that reads; a damaged one (truncated data file) is skipped
-        with a warning, and training redoes its epoch. Returns the loaded epoch."""
-        damaged: list[str] = []
-        for epoch in reversed(epochs):
-            if damaged:
-                self.use_net_dict(self.net_dict_for_epoch(epoch))  # pretraining: that epoch's network
-            try:
-                self.load_model(ckpt.epoch_checkpoint_prefix(model, epoch))
-                return epoch
-            except ckpt.CheckpointDamagedError as exc:
-                logger.warning(f"{exc}; falling back to the previous checkpoint (training redoes epoch {epoch})")
-                damaged.append(str(exc))
-        raise ckpt.CheckpointDamagedError(
-            f"no checkpoint of model {model!r} can be read (epochs {', '.join(map(str, epochs))} all damaged); the "
-            f"newest: {damaged[0]}. Delete them to train from scratch")
-
     def train(self) -> None:
         """Epochs ``1 .. num_epochs`` of ``train``, scoring ``dev`` and ``eval`` after each; resumes after a restart."""
         given = self._given_datasets
@@ -362,12 +256,12 @@ class Engine:
         meta.update(epoch_num_train_steps=self._steps_last_epoch, epoch_train_time_secs=round(time.monotonic() - start))
         self.lr_control.set_epoch_meta(epoch, meta)  # as RETURNN: step count at the epoch's start, steps, seconds
         errors = scores.epoch_error_dict("train")
-        summary = [f"train: {format_scores(_flat(errors))}"]
+        summary = [f"train: {format_scores(flat_errors(errors))}"]
         try:
             for key, dataset in eval_sets.items():
                 dataset_scores = self.eval_dataset(dataset, epoch)
                 errors.update(dataset_scores.epoch_error_dict(key))
-                summary.append(f"{key}: {format_scores(_flat(dataset_scores.epoch_error_dict(key)))}")
+                summary.append(f"{key}: {format_scores(flat_errors(dataset_scores.epoch_error_dict(key)))}")
         except BaseException:
             self._save_trained_epoch_after_failed_eval(epoch, errors)
             raise
@@ -470,109 +364,6 @@ class Engine:
         warn_on_retrace(step, "eval")
         return accumulator
 
-    # ---- RETURNN's scripting API (demos/demo-returnn-as-framework.py) ---------------------------
-
-    def _check_same_config(self, config: Config | None, method: str) -> None:
-        if config is not None and config is not self.config:
-            raise ConfigError(f"Engine.{method}: got another config than the one this Engine was built from; "
-                              "build a new Engine(config) for it")
-
-    def init_train_from_config(self, config: Config | None = None, train_data: Dataset | None = None,
-                               dev_data: Dataset | None = None, eval_data: Dataset | None = None) -> None:
-        """Prepare ``train``: the datasets given here replace the config's ``train``, ``dev`` and ``eval`` (if any is
-        given, only those are used); the updater is made and the newest checkpoint restored (``init_train``)."""
-        self._check_same_config(config, "init_train_from_config")
-        given = {"train": train_data, "dev": dev_data, "eval": eval_data}
-        self._network_for(next((dataset for dataset in given.values() if dataset is not None), None))
-        if any(dataset is not None for dataset in given.values()):
-            for key, dataset in given.items():
-                if dataset is not None:
-                    check_dataset_matches_extern_data(dataset, self.network.extern_data, key)
-            self._given_datasets = given
-        self._start_epoch = self.init_train()
-
-    def init_network_from_config(self, config: Config | None = None) -> None:
-        """Prepare ``forward_to_hdf`` / ``search`` / ``eval_dataset``: the network the config's ``task`` runs
-        (searching for task search), with params loaded by ``load_for_inference`` (task forward: fresh if none)."""
-        self._check_same_config(config, "init_network_from_config")
-        search, output_layer = task_network_options(self.config)
-        self._network_for(None)
-        if (search, output_layer) != (self._search, self._output_layer):
-            self._build_network(search=search, output_layer=output_layer)
-        self.epoch = self.load_for_inference(allow_fresh=self.config.value("task", "train") == "forward")
-
-    def forward_to_hdf(self, data: Dataset | None = None, output_file: str | None = None, combine_labels: str = "",
-                       batch_size: int = 0, output_layer: str | None = None) -> int:
-        """Write ``output_layer`` (default: config ``forward_output_layer``, else output) of every sequence of
-        ``data`` (default: config ``forward_data``, else ``eval``) to the HDF ``output_file`` (default: config
-        ``output_file``); ``batch_size`` 0: config ``forward_batch_size``, else ``batch_size``. Returns #seqs."""
-        config = self.config
-        if combine_labels:
-            raise ConfigError(f"Engine.forward_to_hdf: combine_labels={combine_labels!r} is not supported; "
-                              "forward writes the layer output itself")
-        if data is None:
-            data = self.dataset("forward_data" if config.has("forward_data") else "eval")
-            if data is None:
-                raise ConfigError('task forward needs a dataset: set "eval" (or "forward_data")')
-        else:
-            check_dataset_matches_extern_data(data, self._network_for(data).extern_data, "forward_data")
-        output_file = output_file or config.value("output_file")
-        if not output_file:
-            raise ConfigError('task forward needs "output_file" (the HDF file to write)')
-        batch_config = Config({"batch_size": batch_size or config.typed_value("forward_batch_size",
-                                                                              config.typed_value("batch_size", 1)),
-                               "max_seqs": config.int("max_seqs", -1)})
-        layer = output_layer or config.value("forward_output_layer", "output")
-        # fresh params (epoch 0) read the data in the order of epoch 1
-        return _forward_to_hdf(self.network, data, batch_config, layer=layer, output_file=output_file,
-                               epoch=self.epoch or 1)
-
-    def search(self, dataset: Dataset | None = None, do_eval: bool | None = None, output_layer_name: str | None = None,
-               output_file: str | None = None, output_file_format: str | None = None) -> dict:
-        """Beam search over ``dataset`` (default: config ``search_data``); arguments left None come from the config
-        keys ``search_do_eval``, ``search_output_layer``, ``search_output_file``, ``search_output_file_format``."""
-        return search_and_write(self, self.config, epoch=self.epoch or 1, dataset=dataset, do_eval=do_eval,
-                                layer=output_layer_name, output_file=output_file, output_file_format=output_file_format)
-
-    def finalize(self) -> None:
-        """Flush the TensorBoard summaries (RETURNN scripts call this at the end)."""
-        if self._summary_writer is not None:
-            self._summary_writer.flush()
-
-    # ---- TensorBoard -----------------------------------------------------------------------------
-
-    def _writer(self) -> ScalarWriter | None:
-        if self._summary_writer is None and self.model and self.is_chief and self.config.bool("tensorboard", True):
-            log_dir = self.config.value("tf_log_dir") or os.path.join(os.path.dirname(os.path.abspath(self.model)), "tensorboard")
-            self._summary_writer = ScalarWriter(log_dir)
-        return self._summary_writer
-
-    def _write_step_summary(self, step_scores: dict[str, float], grad_norm: float) -> None:
-        writer = self._writer()
-        step = int(self.updater.global_train_step.numpy())
-        if writer is not None and step % self.config.int("tensorboard_step_interval", 10) == 0:
-            values = {f"train/{name}": value for name, value in step_scores.items()}
-            values["train/grad_norm"] = grad_norm
-            values["train/learning_rate"] = float(self.updater.learning_rate.numpy())
-            writer.write(step, values)
-
-    def _write_epoch_summary(self, epoch: int, learning_rate: float, errors: dict) -> None:
-        writer = self._writer()
-        if writer is not None:
-            values = {"epoch/learning_rate": learning_rate}
-            values.update({f"epoch/{name}": value for name, value in _flat(errors).items()})
-            writer.write(epoch, values)
-            writer.flush()
-
-
-def task_network_options(config: Config) -> tuple[bool, str | None]:
-    """What the config's ``task`` builds besides the losses: (search?, output layer)."""
-    task = config.value("task", "train")
-    if task == "search":
-        return True, config.value("search_output_layer", "output")
-    if task == "forward":
-        return config.bool("forward_use_search", False), config.value("forward_output_layer", "output")
-    return False, None
 
 
 _LAST_BEST_KEYS = ("modulo", "filter_score", "only_last_n", "min_score_dist")
@@ -596,12 +387,3 @@ def last_best_model_options(config) -> dict | None:
     if not isinstance(value.get("modulo", 1), int) or value.get("modulo", 1) < 1:
         raise ConfigError(f'config key "use_last_best_model": "modulo" must be an int >= 1, got {value["modulo"]!r}')
     return dict(value)
-
-
-def _flat(errors: dict) -> dict[str, float]:
-    """``{"dev_score": {"cost:output": 1.0}}`` -> ``{"dev_score_output": 1.0}`` for summaries."""
-    flat = {}
-    for key, values in errors.items():
-        for sub_key, value in values.items():
-            flat[f"{key}_{sub_key.split(':', 1)[-1]}" if len(values) > 1 else key] = float(np.float64(value))
-    return flat

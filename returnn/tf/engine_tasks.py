@@ -5,7 +5,8 @@ from __future__ import annotations
 from returnn.config import Config
 from returnn.errors import ConfigError
 from returnn.log import logger
-from returnn.tf.engine import Engine, task_network_options
+from returnn.tf.engine import Engine
+from returnn.tf.engine_scripting import task_network_options
 from returnn.util.progress import format_scores
 
 
