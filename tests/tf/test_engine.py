@@ -214,10 +214,11 @@ def test_engine_dynamic_learning_rate_function_per_step(tmp_path):
     assert float(engine.updater.learning_rate.numpy()) == pytest.approx(0.01)
 
 
-def test_engine_steps_trace_once_over_batches_of_different_shapes(tmp_path, caplog):
+def test_engine_steps_trace_once_over_batches_of_different_shapes(tmp_path):
     engine = Engine(Config(tiny_config(tmp_path, num_epochs=2, batch_size=150, max_seqs=7)))
-    engine.train()
-    assert "traced" not in caplog.text
+    with captured_log() as records:  # warn_on_retrace says "... step was traced N times"
+        engine.train()
+    assert records and not [r for r in records if "traced" in r.getMessage()]
     assert engine._eval_step.experimental_get_tracing_count() == 1
 
 
