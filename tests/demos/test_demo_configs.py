@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import subprocess
 
 import pytest
@@ -51,13 +52,37 @@ def test_demo_runs_in_its_directory_and_its_dev_score_improves(config, tmp_path,
     assert last < 0.9 * first, f"{config}: dev score {first} after epoch 1, {last} after epoch {epochs}"
 
 
+def _run_script(tmp_path, name: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run(["bash", os.path.join(DEMOS, name), *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert os.listdir(tmp_path) == ["out"]  # nothing written outside the run directory's out/
+    return proc
+
+
 @pytest.mark.slow
 def test_hdf_workflow_script_reads_back_its_forward_output(tmp_path):
     """dump -> train 1 epoch from HDF -> forward to HDF -> read back (about 20 s: three processes start TF)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run(["bash", os.path.join(DEMOS, "hdf-workflow.sh"), "1"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    proc = _run_script(tmp_path, "hdf-workflow.sh", "1")
     assert "read back 100 sequences of posteriors by tag" in proc.stdout
-    assert os.listdir(tmp_path) == ["out"]
     assert sorted(os.listdir(tmp_path / "out" / "hdf-workflow"))[:3] == ["dev.hdf", "forward.dev.hdf", "learning_rates"]
+
+
+@pytest.mark.slow
+def test_export_serve_script_serves_the_trained_model_without_our_package(tmp_path):
+    """train 3 epochs -> export -> a plain TensorFlow script classifies the dev set (about 12 s)."""
+    proc = _run_script(tmp_path, "export-serve.sh", "3")
+    served = re.search(r"served 100 sequences: (\d+)/(\d+) frames wrong", proc.stdout)
+    assert served and int(served.group(1)) / int(served.group(2)) < 0.05
+    assert os.path.isdir(tmp_path / "out" / "export-serve" / "exported" / "native_ops")
+
+
+@pytest.mark.slow
+def test_distributed_script_trains_with_two_workers(tmp_path):
+    """two local worker processes, 2 epochs (about 7 s)."""
+    _run_script(tmp_path, "distributed-12ax.sh", "2")
+    out = tmp_path / "out" / "distributed-12ax"
+    scores = read_learning_rate_file(str(out / "learning_rates"))
+    assert sorted(scores) == [1, 2] and scores[2].error["dev_score"] < scores[1].error["dev_score"]
+    assert (out / "worker0.log").exists() and (out / "worker1.log").exists()
