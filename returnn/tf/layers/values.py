@@ -133,7 +133,8 @@ class VariableLayer(LayerBase):
 
 @register_layer("range")
 class RangeLayer(LayerBase):
-    """``start, start + delta, ...`` below ``limit``, a new static axis.
+    """``start, start + delta, ...`` below ``limit``, a new static axis (the feature axis, as in RETURNN, so
+    ``"F"`` names it; with ``sparse`` the values are class indices and the axis is spatial).
 
     Config: ``{"class": "range", "limit": 10}``; ``sparse`` makes the values class indices below ``limit``.
     """
@@ -155,7 +156,8 @@ class RangeLayer(LayerBase):
         n = max(math.ceil((opts.limit - opts.start) / opts.delta), 0)
         dtype = opts.dtype or ("int32" if all(isinstance(v, int) for v in (opts.limit, opts.start, opts.delta))
                                else "float32")
-        dim = Dim(n, f"{ctx.name}:range", kind=SPATIAL)
+        # RETURNN's range axis is the feature axis (it has a static dim); sparse values have no feature axis
+        dim = Dim(n, f"{ctx.name}:range", kind=SPATIAL if opts.sparse else FEATURE)
         if opts.sparse:
             if not dtype.startswith("int") or opts.start < 0 or opts.delta < 0:
                 raise ctx.error('"sparse": needs non-negative int values')

@@ -56,3 +56,12 @@ def test_length_of_time_and_static_axis():
     np.testing.assert_array_equal(out["output"].numpy(), [3, 3, 3, 3])
     with pytest.raises(LayerConfigError, match=r"layer 'output' \(class \"length\"\): \"axis\""):
         build_network({"output": {"class": "length", "axis": "W"}}, extern_data=EXTERN)
+
+
+def test_range_axis_is_the_feature_axis_as_in_returnn():
+    net = build_network({"r": {"class": "range", "limit": 5, "start": 1},
+                         "output": {"class": "reduce", "mode": "sum", "axes": "F", "from": "r"}},
+                        extern_data={"data": {"dim": 3}})
+    assert net.templates["r"].feature_dim is not None and net.templates["output"].dims == ()
+    out = net({"data": np.zeros([1, 2, 3], np.float32), "data:seq_len": np.array([2], np.int32)})["output"]
+    assert int(out.numpy()) == 1 + 2 + 3 + 4
