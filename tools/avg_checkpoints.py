@@ -3,7 +3,8 @@
 
 Usage: tools/avg_checkpoints.py --model net-model/network --epochs 8 9 10 --out net-model/network.avg
 (or give checkpoint prefixes directly with --checkpoints). Float tensors are averaged; integer ones
-(step counters) are taken from the last checkpoint. Optimizer state is left out unless --keep-optimizer.
+(step counters) are taken from the last checkpoint. Only the model's params are written; the training state
+(``updater/``: optimizer slots, accumulators, step counter, learning rate) too with --keep-optimizer.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from returnn.errors import ReturnnError  # noqa: E402
 from returnn.tf.checkpoint import CheckpointError, epoch_checkpoint_prefix, read_checkpoint, save_checkpoint  # noqa: E402
 
-OPTIMIZER_PREFIX = "updater/optimizer/"
+TRAINING_STATE_PREFIX = "updater/"  # what our checkpoints hold besides the params
 
 
 def average_checkpoints(prefixes: list[str], *, keep_optimizer: bool = False) -> dict[str, np.ndarray]:
     """Mean of every float tensor over ``prefixes``; all must hold the same names and shapes."""
     stores = [read_checkpoint(p) for p in prefixes]
-    names = sorted(n for n in stores[-1] if keep_optimizer or not n.startswith(OPTIMIZER_PREFIX))
+    names = sorted(n for n in stores[-1] if keep_optimizer or not n.startswith(TRAINING_STATE_PREFIX))
     result = {}
     for name in names:
         values = []
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, nargs="+", help="epochs to average (with --model)")
     parser.add_argument("--checkpoints", nargs="+", help="checkpoint prefixes to average")
     parser.add_argument("--out", required=True, help="prefix of the checkpoint to write")
-    parser.add_argument("--keep-optimizer", action="store_true", help="also average the optimizer state")
+    parser.add_argument("--keep-optimizer", action="store_true",
+                        help="also write the training state (optimizer slots averaged, step and rate of the last)")
     args = parser.parse_args(argv)
     prefixes = list(args.checkpoints or [])
     if args.model and args.epochs:

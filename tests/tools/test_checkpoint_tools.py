@@ -23,8 +23,12 @@ def test_avg_checkpoints_means_floats_keeps_last_ints(tmp_path, capsys, tool):
     assert tool("avg_checkpoints").main(["--model", model, "--epochs", "1", "2", "--out", out]) == 0
     result = read_checkpoint(out)
     np.testing.assert_array_equal(result["out/W"], np.full((2, 2), 2.0, np.float32))
-    assert result["updater/global_train_step"] == 20 and "updater/optimizer/out.W/m" not in result
-    assert "averaged 2 checkpoints" in capsys.readouterr().out
+    assert sorted(result) == ["out/W"]  # the params only, no training state
+    assert "averaged 2 checkpoints, 1 variables" in capsys.readouterr().out
+    assert tool("avg_checkpoints").main(["--model", model, "--epochs", "1", "2", "--out", out + "2",
+                                         "--keep-optimizer"]) == 0
+    full = read_checkpoint(out + "2")
+    assert full["updater/global_train_step"] == 20 and "updater/optimizer/out.W/m" in full
 
 
 def test_avg_checkpoints_missing_epoch_is_clear_error(tmp_path, capsys, tool):
