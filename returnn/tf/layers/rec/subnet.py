@@ -75,7 +75,8 @@ def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | 
     """Templates of the unit's layers and the loop's length source; errors name the rec layer and sublayer."""
     if "output" not in unit:
         raise ctx.error(f'"unit": the subnetwork needs an "output" layer; it has: {", ".join(unit) or "none"}')
-    beam = _search_beam(ctx, unit)
+    search = bool(ctx.option("search", False))  # the network is built for beam search
+    beam = _search_beam(ctx, unit, search=search)
     if beam is not None and max_seq_len is None and not ctx.sources:
         max_seq_len = _default_max_seq_len(ctx)
     input_whole, length_key, time_dim = None, None, None
@@ -107,7 +108,6 @@ def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | 
     initial_output = {name: layer.get("initial_output") for name, layer in unit.items()}
     ctx.needs_batch_size()  # initial outputs and states
     known = input_whole is not None or length_key is not None
-    search = bool(ctx.option("search", False))
     roots = [name for name, layer in unit.items() if is_root(name, layer, search=search)] + (
         [] if known or "end" not in unit else ["end"])
     graph = NetGraph(unit, path_of=lambda name: f"{ctx.path}/{name}", search=search)
@@ -119,16 +119,16 @@ def plan_loop(ctx: LayerContext, unit: Mapping[str, Any], *, size_target: str | 
     else:
         before, inloop, after = [], None, []
     plan = LoopPlan(time_dim, input_whole, length_key, max_seq_len, initial_output=initial_output,
-                    **_build_networks(ctx, unit, roots, time_dim, input_whole, before, inloop, after, beam))
+                    **_build_networks(ctx, unit, roots, time_dim, input_whole, before, inloop, after, beam,
+                                      search=search))
     for name, spec in initial_output.items():
         if spec is not None:
             _check_initial_output(ctx, name, spec)
     return plan
 
 
-def _search_beam(ctx: LayerContext, unit: Mapping[str, Any]) -> BeamBatchDim | None:
+def _search_beam(ctx: LayerContext, unit: Mapping[str, Any], *, search: bool) -> BeamBatchDim | None:
     """The batch dim of the loop when a choice in ``unit`` searches (None: none does); one choice at most."""
-    search = bool(ctx.option("search", False))
     searching = [name for name, layer in unit.items()
                  if layer.get("class") == "choice" and get_layer_class("choice").searches(layer, search=search)]
     if not searching:
@@ -160,9 +160,9 @@ def _default_max_seq_len(ctx: LayerContext) -> str:
 
 def _build_networks(ctx: LayerContext, unit: Mapping[str, Any], roots: list[str], time_dim: Dim,
                     input_whole: Data | None, before: list[str], inloop: list[str] | None,
-                    after: list[str], beam: BeamBatchDim | None) -> dict[str, Any]:
+                    after: list[str], beam: BeamBatchDim | None, *, search: bool) -> dict[str, Any]:
     """The networks of the plan, their stacked templates and losses (``inloop`` None: all of ``roots`` and what
-    they read run in the loop)."""
+    they read run in the loop; a search network keeps no sublayer stacked for a loss, and has no losses)."""
     pre = post = loop = scope = None
     templates: dict[str, Data] = {}
     if before:
@@ -186,7 +186,7 @@ def _build_networks(ctx: LayerContext, unit: Mapping[str, Any], roots: list[str]
         post = ctx.make_subnetwork({n: unit[n] for n in after}, extern_data={}, loop=post_scope)
         templates.update((n, _as_stacked(ctx, post.templates[n], time_dim)) for n in after)
     stacked = {name: templates[name] for name, layer in unit.items()
-               if name in templates and (is_root(name, layer) or name == "end")}
+               if name in templates and (is_root(name, layer, search=search) or name == "end")}
     if loop is not None and "end" in loop.templates:
         end = loop.templates["end"]
         if end.dtype != "bool" or any(not dim.is_batch for dim in end.dims):
@@ -196,7 +196,7 @@ def _build_networks(ctx: LayerContext, unit: Mapping[str, Any], roots: list[str]
     for net in (pre, loop, post):
         for name, pending in ({} if net is None else net._pending).items():
             common = pending.ctx.common
-            if common.loss and not ctx.option("search", False):
+            if common.loss and not search:
                 target = common.target or "classes"
                 whole_target = ctx.network.target_template(target, requested_by=ctx.name)
                 loss = make_loss(common.loss, common.loss_opts or {}, output=stacked[name], target=whole_target,

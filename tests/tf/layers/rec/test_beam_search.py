@@ -89,6 +89,15 @@ def test_search_templates_say_where_the_beam_is():
     assert not search.loss_entries()
 
 
+def test_a_search_keeps_no_frames_of_a_loss_sublayer():
+    """Memory grows with beam x batch: the softmax [B*beam, vocab] of each step is not stacked for its loss."""
+    net_dict = _net_dict()
+    del net_dict["output"]["unit"]["prob"]["is_output_layer"]
+    search = Network(net_dict, extern_data=EXTERN, options={"search": True})
+    assert "prob" not in search.layers["output"].loop.plan.stacked
+    assert "prob" in Network(_net_dict(search=False), extern_data=EXTERN).layers["output"].loop.plan.stacked
+
+
 def test_beam_scores_are_the_teacher_forced_scores_along_each_hypothesis():
     train, search = _networks(beam_size=3)
     inputs = _inputs()
