@@ -296,6 +296,14 @@ class BatchGenerator:
         self.close()
 
 
+def inference_batch_config(config: Any, batch_size_key: str, batch_size: Any = None) -> dict[str, Any]:
+    """The batching keys of a forward or search pass, for ``batch_generator_from_config``: ``batch_size`` if given,
+    else config ``batch_size_key`` (``forward_batch_size``, ``search_batch_size``), else ``batch_size``; and
+    ``max_seqs`` (the training-only keys, such as ``max_seq_length``, are left out)."""
+    size = batch_size or config_value(config, batch_size_key, config_value(config, "batch_size", 1))
+    return {"batch_size": size, "max_seqs": config_value(config, "max_seqs", -1)}
+
+
 def batch_generator_from_config(
     dataset: Dataset, config: Any, *, epoch: int | None = None, train: bool = True, prefetch: int = 2
 ) -> BatchGenerator:

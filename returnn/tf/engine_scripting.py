@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from returnn.config import Config
 from returnn.datasets import Dataset
+from returnn.datasets.batching import inference_batch_config
 from returnn.errors import ConfigError
 from returnn.tensor.extern_data import check_dataset_matches_extern_data
 from returnn.tf.forward import forward_to_hdf as _forward_to_hdf
@@ -61,9 +62,7 @@ class EngineScripting:
         output_file = output_file or config.value("output_file")
         if not output_file:
             raise ConfigError('task forward needs "output_file" (the HDF file to write)')
-        batch_config = Config({"batch_size": batch_size or config.typed_value("forward_batch_size",
-                                                                              config.typed_value("batch_size", 1)),
-                               "max_seqs": config.int("max_seqs", -1)})
+        batch_config = inference_batch_config(config, "forward_batch_size", batch_size)
         layer = output_layer or config.value("forward_output_layer", "output")
         # fresh params (epoch 0) read the data in the order of epoch 1
         return _forward_to_hdf(self.network, data, batch_config, layer=layer, output_file=output_file,

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from returnn.config import Config
 from returnn.datasets import Dataset, batch_generator_from_config
+from returnn.datasets.batching import inference_batch_config
 from returnn.datasets.base import init_dataset_from_config
 from returnn.errors import ConfigError
 from returnn.log import STEP, logger
@@ -205,10 +206,8 @@ def search_and_write(engine: Any, config: Config, *, epoch: int, dataset: Datase
     writer = SearchOutputWriter(out_file, fmt) if out_file else None
     search = search_function(network, layer)
     ref_forward = None if reference is None or reference.network is None else reference.network.forward_function()
-    batch_config = Config({"batch_size": config.typed_value("search_batch_size", config.typed_value("batch_size", 1)),
-                           "max_seqs": config.int("max_seqs", -1)})
-    dataset.init_seq_order(epoch=epoch)
-    progress = SearchProgress(dataset.num_seqs if _knows_num_seqs(dataset) else None)
+    batch_config = inference_batch_config(config, "search_batch_size")
+    progress = SearchProgress(dataset.estimated_num_seqs or None)
     num_seqs = 0
     try:
         with batch_generator_from_config(dataset, batch_config, epoch=epoch, train=False) as batches:
@@ -243,13 +242,6 @@ def _format_from_name(path: str | None) -> str:
     """The default ``search_output_file_format``: "py" for a ``.py`` (``.py.gz``) file, else "txt"."""
     name = (path or "")[:-len(".gz")] if (path or "").endswith(".gz") else (path or "")
     return "py" if name.endswith(".py") else "txt"
-
-
-def _knows_num_seqs(dataset: Dataset) -> bool:
-    try:
-        return dataset.num_seqs > 0
-    except Exception:  # noqa: BLE001 (a stream of unknown length)
-        return False
 
 
 def _hypotheses(out: Mapping[str, np.ndarray], i: int, beam_size: int | None) -> list[tuple[float, np.ndarray]]:
