@@ -73,8 +73,7 @@ def reference_for(config: Config, net_dict: Mapping[str, Any], layer: str, datas
     drop_end = rec is not None and "end" in rec["unit"] and not rec.get("include_eos", False)
     if target in dataset.get_data_keys():
         return Reference(target, drop_end=drop_end)
-    registering = next((name for name, spec in net_dict.items()
-                        if isinstance(spec, Mapping) and spec.get("register_as_extern_data") == target), None)
+    registering = _registering_layer(net_dict, target)
     missing = [key for key in _data_keys_read(net_dict, registering) if key not in dataset.get_data_keys()] \
         if registering is not None else [target]
     if missing:
@@ -99,12 +98,15 @@ def vocab_for(dataset: Dataset, net_dict: Mapping[str, Any], target: str | None)
         return None
     if target in dataset.labels:
         return list(dataset.labels[target])
-    for name, spec in net_dict.items():
-        if isinstance(spec, Mapping) and spec.get("register_as_extern_data") == target:
-            for key in _data_keys_read(net_dict, name):
-                if key in dataset.labels:
-                    return list(dataset.labels[key])
-    return None
+    registering = _registering_layer(net_dict, target)
+    keys = _data_keys_read(net_dict, registering) if registering is not None else []
+    return next((list(dataset.labels[key]) for key in keys if key in dataset.labels), None)
+
+
+def _registering_layer(net_dict: Mapping[str, Any], key: str) -> str | None:
+    """The layer whose output is extern key ``key`` (``register_as_extern_data``), or None."""
+    return next((name for name, spec in net_dict.items()
+                 if isinstance(spec, Mapping) and spec.get("register_as_extern_data") == key), None)
 
 
 def search_function(network: Network, layer: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
