@@ -67,6 +67,12 @@ class Data:
         return next((i for i, dim in enumerate(self.dims) if dim.kind == BATCH), None)
 
     @property
+    def beam(self) -> BeamBatchDim | None:
+        """The beam search whose hypotheses the batch axis holds (None: a plain batch, or no batch axis)."""
+        axis = self.batch_dim_axis
+        return self.dims[axis] if axis is not None and isinstance(self.dims[axis], BeamBatchDim) else None
+
+    @property
     def time_dim_axis(self) -> int | None:
         """Index of the time axis, or None."""
         return None if self.time_dim is None else self.dims.index(self.time_dim)

@@ -25,7 +25,6 @@ from returnn.config import Config
 from returnn.errors import ConfigError
 from returnn.log import logger
 from returnn.tensor.data import Data
-from returnn.tensor.dim import BeamBatchDim
 from returnn.tf.engine import Engine
 from returnn.tf.native_op.build import loaded_libraries
 from returnn.tf.network import Network
@@ -100,11 +99,10 @@ def forward_body(network: Network, layer: str) -> Callable[[dict[str, Any]], dic
 def search_body(network: Network, layer: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """Batch -> the n-best list of each sequence, best first: ``hyps`` [B, beam, T], ``hyp_lens``, ``scores``."""
     template = check_output_layer(network, layer, "search_output_layer")
-    outer = template.dims[template.batch_dim_axis]
-    if not template.sparse or not isinstance(outer, BeamBatchDim) or template.time_dim_axis is None:
+    if not template.sparse or template.beam is None or template.time_dim_axis is None:
         raise ConfigError(f'config key "search_output_layer": layer {layer!r} gives {template.describe()}; the '
                           "search signature needs the labels of every beam entry (a rec layer whose choice searches)")
-    beam = outer.beam_size
+    beam = template.beam.beam_size
 
     def search(batch: dict[str, Any]) -> dict[str, Any]:
         out = _batch_time_major(network(batch)[layer])

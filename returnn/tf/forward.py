@@ -10,7 +10,6 @@ import tensorflow as tf
 from returnn.datasets import Dataset, SimpleHDFWriter, batch_generator_from_config
 from returnn.errors import ConfigError
 from returnn.log import DETAIL, logger
-from returnn.tensor.dim import BeamBatchDim
 from returnn.tensor.extern_data import seq_len_key
 from returnn.tf.network import Network
 from returnn.tf.steps import warn_on_retrace
@@ -27,8 +26,7 @@ def forward_to_hdf(network: Network, dataset: Dataset, config, *, layer: str, ou
     template = network.templates[layer]
     if template.batch_dim_axis is None:
         raise ConfigError(f'config key "forward_output_layer": layer {layer!r} has no batch axis ({template.describe()})')
-    outer = template.dims[template.batch_dim_axis]
-    beam_size = outer.beam_size if isinstance(outer, BeamBatchDim) else None
+    beam_size = template.beam.beam_size if template.beam is not None else None
     forward = network.forward_function([layer])
     num_seqs = 0
     with atomic_path(output_file) as tmp_path:

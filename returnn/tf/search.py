@@ -16,7 +16,6 @@ from returnn.datasets.batching import inference_batch_config
 from returnn.datasets.base import init_dataset_from_config
 from returnn.errors import ConfigError
 from returnn.log import STEP, logger
-from returnn.tensor.dim import BeamBatchDim
 from returnn.tensor.extern_data import check_dataset_matches_extern_data, seq_len_key
 from returnn.tf.net_graph import DATA, NetGraph
 from returnn.tf.network import Network
@@ -192,8 +191,7 @@ def search_and_write(engine: Any, config: Config, *, epoch: int, dataset: Datase
     if template.batch_dim_axis is None or not template.sparse:
         raise ConfigError(f'config key "search_output_layer": layer {layer!r} gives {template.describe()}; expected '
                           "sparse labels per sequence (a rec layer whose choice searches, or a decide layer on one)")
-    beam = template.dims[template.batch_dim_axis]
-    beam_size = beam.beam_size if isinstance(beam, BeamBatchDim) else None
+    beam_size = template.beam.beam_size if template.beam is not None else None
     data_key, dataset = ("search_data", dataset) if dataset is not None else search_dataset(config)
     check_dataset_matches_extern_data(dataset, network.extern_data, data_key)
     net_dict = engine.full_net_dict

@@ -94,3 +94,11 @@ def test_padding_zeroed_skips_masking_until_the_tensor_or_sizes_change():
     assert trusted.copy_as_time_major().padding_zeroed
     assert not trusted.replace(tensor=x * 2).padding_zeroed
     assert not trusted.replace(dyn_sizes={time: tf.constant([2, 2])}).padding_zeroed
+
+
+def test_beam_is_the_beam_search_of_the_batch_axis():
+    from returnn.tensor.dim import BeamBatchDim
+    beam = BeamBatchDim(batch_dim, 4, "output")
+    time = Dim(None, "t")
+    assert Data("x", (time, beam)).beam is beam
+    assert Data("x", (batch_dim, time)).beam is None and Data("x", (time,)).beam is None

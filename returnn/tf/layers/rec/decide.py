@@ -8,7 +8,6 @@ from typing import Any, Mapping, Sequence
 import tensorflow as tf
 
 from returnn.tensor.data import Data
-from returnn.tensor.dim import BeamBatchDim
 from returnn.tf.layers.base import LayerBase, LayerContext, LayerOpts, register_layer
 
 
@@ -31,7 +30,7 @@ class DecideLayer(LayerBase):
         if len(ctx.sources) != 1:
             raise ctx.error(f'"from": expected one layer (the searched hypotheses), got {len(ctx.sources)}')
         src = ctx.sources[0]
-        beam = _beam_of(src)
+        beam = src.beam
         if beam is None:
             return src.copy_template(ctx.name)
         return src.copy_template(ctx.name).with_dims([beam.base if dim is beam else dim for dim in src.dims])
@@ -42,7 +41,7 @@ class DecideLayer(LayerBase):
 
     def __call__(self, sources: Sequence[Data], *, train: bool) -> Data:
         src = sources[0]
-        beam = _beam_of(src)
+        beam = src.beam
         if beam is None:
             return self.out.with_tensor(src.tensor, like=src)
         if src.beam_scores is None:
@@ -59,12 +58,6 @@ class DecideLayer(LayerBase):
         best_scores = tf.gather(src.beam_scores, rows)
         return self.out.with_tensor(tf.gather(src.tensor, rows, axis=axis), dyn_sizes=sizes).replace(
             beam_scores=best_scores)
-
-
-def _beam_of(data: Data) -> BeamBatchDim | None:
-    axis = data.batch_dim_axis
-    dim = None if axis is None else data.dims[axis]
-    return dim if isinstance(dim, BeamBatchDim) else None
 
 
 class _ChoiceSubLayer(LayerBase):
