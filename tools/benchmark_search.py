@@ -22,19 +22,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+from returnn.testing import blstm_net_dict  # noqa: E402
 from returnn.tf.network import Network  # noqa: E402
 
 
 def search_net(args: argparse.Namespace, beam: int) -> dict:
     """The encoder-decoder, its decoder's choice searching with ``beam`` hypotheses per sequence."""
     n = args.n_out
-    net: dict = {}
-    src: object = "data"
-    for i in range(args.enc_layers):
-        for name, direction in (("fw", 1), ("bw", -1)):
-            net[f"enc{i}_{name}"] = {"class": "rec", "unit": "lstm", "n_out": n, "direction": direction, "from": src}
-        src = [f"enc{i}_fw", f"enc{i}_bw"]
-    net["enc"] = {"class": "copy", "from": src}
+    net = blstm_net_dict(layers=args.enc_layers, n_out=n, unit="lstm")
+    net["enc"] = {"class": "copy", "from": net.pop("output")["from"]}  # the last BLSTM layer's two directions
     net["enc_ctx"] = {"class": "linear", "from": "enc", "n_out": n}
     net["output"] = {"class": "rec", "from": [], "target": "classes", "max_seq_len": args.out_time, "unit": {
         "emb": {"class": "linear", "from": "output", "n_out": n},

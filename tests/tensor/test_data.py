@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from returnn.errors import LayerConfigError
 from returnn.tensor.data import Data
-from returnn.tensor.dim import FEATURE, Dim, batch_dim, feature_dim
+from returnn.tensor.dim import FEATURE, BeamBatchDim, Dim, batch_dim, feature_dim
 
 
 def _btf(n_feat: int = 4) -> Data:
@@ -97,7 +97,6 @@ def test_padding_zeroed_skips_masking_until_the_tensor_or_sizes_change():
 
 
 def test_beam_is_the_beam_search_of_the_batch_axis():
-    from returnn.tensor.dim import BeamBatchDim
     beam = BeamBatchDim(batch_dim, 4, "output")
     time = Dim(None, "t")
     assert Data("x", (time, beam)).beam is beam
