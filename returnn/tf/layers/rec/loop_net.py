@@ -97,8 +97,12 @@ class LoopScope(UnitScope):
         super().__init__(ctx, roots=roots, outside={name: beamed(t, beam) for name, t in (outside or {}).items()})
         self.input_frame = None if input_frame is None else beamed(input_frame, beam)
         self.beam = beam  # the loop's batch when a choice in it searches
-        self.batch_dim = beam
         self.regather: list[str] = []  # set by the loop: values the layers after the choice read
+
+    @property
+    def batch_dim(self) -> BeamBatchDim | None:
+        """The loop network's own batch dim (None: its parent's): the beam's, when a choice searches."""
+        return self.beam
 
     def into_scope(self, outer: Data) -> Data:
         """A template from outside the loop as the steps see it: batch-major (``loop_invariant`` makes the values
